@@ -1,0 +1,120 @@
+"""The extraction assets: per experiment, one table asset per output table, all filled by one
+step that reads each run's artifacts once.
+
+A step covers one partition or a contiguous range of them (backfills, sensor runs, the headless
+command). Each partition commits on its own and is recorded as materialized the moment its
+transaction commits, so a failure halfway through a shared run leaves the committed partitions
+materialized and marks only the rest failed.
+"""
+
+
+
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from mlruns_assets.extraction import ExtractionSettings, extract_run, tables_for_kind
+from mlruns_assets.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
+from mlruns_assets.progress import ExtractionProgress
+from mlruns_assets.resources import MlflowTrackingResource
+from mlruns_assets.tracking import ExperimentRef
+from mlruns_assets.warehouse import DuckDBWarehouse
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: the cause, never a traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDefinition:
+    """The multi-asset that extracts one experiment's runs into its DuckDB schema."""
+    slug = experiment.slug
+    specs = tables_for_kind(kind)
+    partitions = run_partitions(experiment)
+
+    @dg.multi_asset(
+        name=f"{slug}_extraction",
+        specs=[
+            dg.AssetSpec(
+                key=[slug, spec.name],
+                description=f"{spec.description} (MLflow experiment '{experiment.name}').",
+                skippable=True,
+                group_name=slug,
+                kinds={"duckdb"},
+                metadata={"partition_expr": "run_id", "schema": slug, "table": spec.name},
+            )
+            for spec in specs
+        ],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+        can_subset=False,
+    )
+    def extraction(
+        context: dg.AssetExecutionContext,
+        mlflow_tracking: MlflowTrackingResource,
+        warehouse: DuckDBWarehouse,
+    ):  # noqa: ANN202 - Dagster reads a return annotation as the outputs
+        keys = list(context.partition_keys)
+        store = mlflow_tracking.store()
+        runs = store.runs_by_id(experiment.experiment_id, keys)
+        progress = ExtractionProgress(
+            total=len(keys),
+            emit=context.log.info,
+            database=Path(warehouse.database),
+            heartbeat_seconds=mlflow_tracking.heartbeat_seconds,
+        )
+        settings = ExtractionSettings(
+            kind=kind,
+            max_memory_bytes=int(mlflow_tracking.max_memory_gb * 1e9),
+            heartbeat=progress.heartbeat,
+        )
+        failures: dict[str, str] = {}
+        for key in keys:
+            started = time.monotonic()
+            run = runs.get(key)
+            label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
+            try:
+                if run is None:
+                    raise LookupError(f"not found in experiment {experiment.name!r}")
+                tables = extract_run(store, run, settings)
+                rows = warehouse.commit_partition(slug, key, tables)
+            except Exception as exc:  # any cause fails this partition only
+                failures[key] = f"{label}: {one_line(exc)}"
+                context.log.error(failures[key])
+                progress.partition_done(key, error=failures[key])
+                continue
+            seconds = time.monotonic() - started
+            for spec in tables:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=[slug, spec.name],
+                        partition=key,
+                        metadata={
+                            "rows": dg.MetadataValue.int(rows[spec.name]),
+                            "duration_s": dg.MetadataValue.float(round(seconds, 3)),
+                            "run_name": dg.MetadataValue.text(run.info.run_name or ""),
+                        },
+                    )
+                )
+            progress.partition_done(key)
+        if failures:
+            raise dg.Failure(
+                description=f"{len(failures)} of {len(keys)} partitions failed: "
+                + "; ".join(failures.values()),
+                metadata={"failed_partitions": dg.MetadataValue.json(failures)},
+                allow_retries=False,
+            )
+
+    return extraction
+
+
+def extraction_job(experiment: ExperimentRef, asset: dg.AssetsDefinition):  # noqa: ANN201
+    """The job the headless command and the sensors launch for one experiment."""
+    return dg.define_asset_job(
+        name=f"{experiment.slug}_extraction_job",
+        selection=dg.AssetSelection.assets(asset),
+        partitions_def=run_partitions(experiment),
+        executor_def=dg.in_process_executor,
+    )

@@ -1,0 +1,164 @@
+"""``mlruns-assets``: the headless command line.
+
+Exit codes: 0 success, 1 a partition (or check, or lint finding) failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"mlruns-assets: error: {message}\n")
+
+
+def _project_config(args: argparse.Namespace):  # noqa: ANN202 - imports are deferred for speed
+    from mlruns_assets.project import ProjectConfig
+
+    kinds = dict(k.split("=", 1) for k in (args.kind or []))
+    return ProjectConfig(
+        tracking_uri=args.tracking_uri,
+        database=str(Path(args.db).expanduser()),
+        experiments=tuple(args.experiment or ()),
+        kinds=kinds,
+        admit_failed_runs=args.admit_failed_runs,
+        subject_map=str(Path(args.subject_map).resolve()) if args.subject_map else None,
+        max_memory_gb=args.max_memory_gb,
+        heartbeat_seconds=args.heartbeat_seconds,
+    )
+
+
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", required=True, help="mlruns folder, sqlite:///..., http(s)://")
+    p.add_argument("--db", required=True, help="the DuckDB results database (created if missing)")
+    p.add_argument("--experiment", action="append", help="experiment name (repeatable; default all)")
+    p.add_argument(
+        "--kind",
+        action="append",
+        metavar="NAME=KIND",
+        help="experiment kind: classification, imputation or generic (default: from the name)",
+    )
+    p.add_argument("--admit-failed-runs", action="store_true", help="also FAILED/KILLED runs")
+    p.add_argument("--subject-map", help="private CSV/YAML map of original -> anonymized codes")
+    p.add_argument("--max-memory-gb", type=float, default=4.0, help="RSS limit (default 4)")
+    p.add_argument("--heartbeat-seconds", type=float, default=60.0, help="progress interval")
+    p.add_argument("--dagster-home", help="persistent Dagster instance (default: DB folder/.dagster)")
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from mlruns_assets.headless import UsageError, run_extract
+
+    config = _project_config(args)
+    try:
+        summary = run_extract(
+            config, Path(args.dagster_home) if args.dagster_home else None
+        )
+    except UsageError as exc:
+        print(f"mlruns-assets: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in summary.lines():
+        print(line)
+    print(f"database: {Path(config.database).resolve()}")
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mlruns_assets.demo import write_demo_store
+
+    started = time.monotonic()
+    store = write_demo_store(
+        Path(args.path), backend=args.backend, runs=args.runs, bootstraps=args.bootstraps
+    )
+    print(f"demo store written in {time.monotonic() - started:.1f} s: {store.tracking_uri}")
+    print(f"subject map (private): {store.subject_map_path}")
+    return EXIT_OK
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    """Write a demo store, extract it, and say where everything is."""
+    from mlruns_assets.demo import write_demo_store
+
+    root = Path(args.path).resolve()
+    store = write_demo_store(root / "store", backend="sqlite", runs=args.runs)
+    print(f"demo tracking store: {store.tracking_uri}")
+    db = root / "results.duckdb"
+    ns = _PARSER.parse_args(
+        ["extract", "--tracking-uri", store.tracking_uri, "--db", str(db),
+         "--subject-map", str(store.subject_map_path)]
+    )
+    code = _cmd_extract(ns)
+    print(
+        "open the web UI on the same instance with:\n"
+        f"  uv run mlruns-assets ui --tracking-uri {store.tracking_uri} --db {db} "
+        f"--subject-map {store.subject_map_path}"
+    )
+    return code
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    """``dagster dev`` on the persistent instance beside the database."""
+    from mlruns_assets.instance import default_dagster_home, prepare_dagster_home
+
+    config = _project_config(args)
+    home = prepare_dagster_home(
+        Path(args.dagster_home) if args.dagster_home else default_dagster_home(Path(config.database))
+    )
+    env = {**os.environ, **config.to_env(), "DAGSTER_HOME": str(home)}
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlruns_assets.definitions",
+           "-h", args.host, "-p", str(args.port)]
+    print(f"DAGSTER_HOME={home}\n{' '.join(cmd)}", file=sys.stderr)
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from mlruns_assets.lint import main as lint_main
+
+    return lint_main(args.paths)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mlruns-assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("extract", help="extract every missing or failed partition")
+    _add_store_args(p)
+    p.set_defaults(func=_cmd_extract)
+    p = sub.add_parser("demo", help="write a demo tracking store")
+    p.add_argument("path")
+    p.add_argument("--backend", choices=["sqlite", "file"], default="sqlite")
+    p.add_argument("--runs", type=int, default=12)
+    p.add_argument("--bootstraps", type=int, default=50)
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("quickstart", help="write a demo store and extract it")
+    p.add_argument("path", nargs="?", default="demo")
+    p.add_argument("--runs", type=int, default=12)
+    p.set_defaults(func=_cmd_quickstart)
+    p = sub.add_parser("ui", help="start the web UI on the persistent instance")
+    _add_store_args(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=_cmd_ui)
+    p = sub.add_parser("lint", help="report unbounded accumulation in loops")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=_cmd_lint)
+    return parser
+
+
+_PARSER = _build_parser()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _PARSER.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

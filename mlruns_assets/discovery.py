@@ -1,0 +1,63 @@
+"""Which MLflow runs should be partitions: shared by the discovery sensor and ``extract``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlflow.entities import ViewType
+
+from mlruns_assets.tracking import ExperimentRef, TrackingStore, exclusion_reason
+
+
+@dataclass
+class DiscoveryPlan:
+    """What to change in an experiment's partitions to match the tracking store."""
+
+    to_add: list[str] = field(default_factory=list)
+    to_remove: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
+    cursor_end_time: int | None = None
+
+
+def plan_discovery(
+    store: TrackingStore,
+    experiment: ExperimentRef,
+    known_keys: set[str],
+    *,
+    admitted_statuses: tuple[str, ...] = ("FINISHED",),
+    after_end_time: int | None = None,
+    batch_size: int = 1000,
+) -> DiscoveryPlan:
+    """New eligible runs (oldest end time first, at most ``batch_size``) and deleted ones.
+
+    ``after_end_time`` is the sensor's cursor: only runs that ended at or after it are read in
+    full. RUNNING runs have no end time yet, so they are picked up once they finish.
+    """
+    plan = DiscoveryPlan(cursor_end_time=after_end_time)
+    filter_string = f"attributes.end_time >= {after_end_time}" if after_end_time else ""
+    for run in store.iter_runs(
+        experiment.experiment_id,
+        filter_string=filter_string,
+        order_by=["attributes.end_time ASC"],
+    ):
+        run_id = run.info.run_id
+        reason = exclusion_reason(run, experiment.name, admitted_statuses)
+        if reason is not None:
+            plan.excluded[run_id] = reason
+            continue
+        if run_id in known_keys or run_id in plan.to_add:
+            continue
+        if len(plan.to_add) >= batch_size:
+            break
+        plan.to_add.append(run_id)
+        if run.info.end_time is not None:
+            plan.cursor_end_time = max(plan.cursor_end_time or 0, run.info.end_time)
+    if known_keys:
+        deleted = {
+            run.info.run_id
+            for run in store.iter_runs(experiment.experiment_id, view_type=ViewType.DELETED_ONLY)
+        }
+        plan.to_remove = sorted(known_keys & deleted)
+        for run_id in deleted:
+            plan.excluded.setdefault(run_id, "deleted")
+    return plan

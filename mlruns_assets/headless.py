@@ -1,0 +1,191 @@
+"""``mlruns-assets extract``: discover, add partitions and materialize every missing or failed
+partition in this process, against the same persistent instance the web UI reads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from mlruns_assets.discovery import plan_discovery
+from mlruns_assets.extraction import tables_for_kind
+from mlruns_assets.instance import open_instance
+from mlruns_assets.partitions import (
+    MAX_PARTITIONS_PER_RUN,
+    contiguous_ranges,
+    partitions_def_name,
+    range_tags,
+)
+from mlruns_assets.progress import PROGRESS_LOGGER, format_seconds
+from mlruns_assets.project import ProjectConfig, build_definitions, experiment_kind
+from mlruns_assets.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.warehouse import DuckDBWarehouse
+
+QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class UsageError(RuntimeError):
+    """Bad arguments: exit code 2 with this one-line message."""
+
+
+@dataclass
+class ExtractSummary:
+    """What one ``extract`` did, per partition outcome."""
+
+    materialized: list[str] = field(default_factory=list)
+    skipped: int = 0
+    excluded: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"materialized {len(self.materialized)}, skipped {self.skipped} (already "
+            f"materialized), excluded {len(self.excluded)}, failed {len(self.failed)}, "
+            f"removed {len(self.removed)} in {self.seconds:.1f} s"
+        ]
+        reasons: dict[str, int] = {}
+        for reason in self.excluded.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        if reasons:
+            out.append("excluded: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+        out += [f"FAILED {cause}" for cause in self.failed.values()]
+        return out
+
+
+def check_database_path(database: Path) -> None:
+    """The database's folder must exist or be creatable, and be writable."""
+    folder = database.resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"database path {database} is not writable: {exc.strerror}") from exc
+    if database.is_dir() or not os.access(folder, os.W_OK) or (
+        database.exists() and not os.access(database, os.W_OK)
+    ):
+        raise UsageError(f"database path {database} is not a writable file path")
+
+
+class ProgressBar(logging.Handler):
+    """Renders the extraction steps' progress records as one bar over the whole command."""
+
+    def __init__(self, total: int, write: Callable[[str], None], tty: bool) -> None:
+        super().__init__(logging.INFO)
+        self.total, self.write, self.tty = total, write, tty
+        self.done = 0
+        self.failures: dict[str, str] = {}
+        self.started = time.monotonic()
+        self.last_line = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        info = getattr(record, "progress", None)
+        if not isinstance(info, dict):
+            return
+        if "partition" not in info:  # a heartbeat inside a partition
+            if not self.tty:
+                self.write(record.getMessage())
+            return
+        self.done += 1
+        if info.get("error"):
+            self.failures[str(info["partition"])] = str(info["error"])
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate else float("inf")
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"| {rate:.1f} runs/s | ETA {format_seconds(eta)} | failed {len(self.failures)}"
+        )
+        if self.tty:
+            self.write("\r" + line + ("\n" if self.done >= self.total else ""))
+        elif time.monotonic() - self.last_line >= 5 or self.done >= self.total:
+            self.last_line = time.monotonic()
+            self.write(line + "\n")
+
+
+def _materialized(instance: dg.DagsterInstance, slug: str, kind: str) -> set[str]:
+    """Partitions materialized in every table of the experiment."""
+    sets = [
+        set(instance.get_materialized_partitions(dg.AssetKey([slug, spec.name])))
+        for spec in tables_for_kind(kind)
+    ]
+    return set.intersection(*sets) if sets else set()
+
+
+def run_extract(
+    config: ProjectConfig,
+    dagster_home: Path | None = None,
+    *,
+    write: Callable[[str], None] = sys.stderr.write,
+    chunk: int = MAX_PARTITIONS_PER_RUN,
+) -> ExtractSummary:
+    """Extract every missing or failed partition of the configured experiments."""
+    started = time.monotonic()
+    database = Path(config.database)
+    check_database_path(database)
+    try:
+        store = TrackingStore(config.tracking_uri)
+        experiments = store.experiments(config.experiments or None)
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from exc
+    home = dagster_home or database.resolve().parent / ".dagster"
+    defs = build_definitions(config, experiments)
+    warehouse = DuckDBWarehouse(database=config.database)
+    summary = ExtractSummary()
+    work: list[tuple[ExperimentRef, str, list[list[str]]]] = []
+    with open_instance(home) as instance:
+        for experiment in experiments:
+            kind = experiment_kind(config, experiment)
+            name = partitions_def_name(experiment)
+            known = set(instance.get_dynamic_partitions(name))
+            admitted = ("FINISHED", "FAILED", "KILLED") if config.admit_failed_runs else ("FINISHED",)
+            plan = plan_discovery(
+                store, experiment, known, admitted_statuses=admitted, batch_size=10**9
+            )
+            summary.excluded.update(plan.excluded)
+            if plan.to_add:
+                instance.add_dynamic_partitions(name, plan.to_add)
+            if plan.to_remove:
+                warehouse.remove_runs(experiment.slug, tables_for_kind(kind), plan.to_remove)
+                for key in plan.to_remove:
+                    instance.delete_dynamic_partition(name, key)
+                summary.removed += plan.to_remove
+            ordered = instance.get_dynamic_partitions(name)
+            done = _materialized(instance, experiment.slug, kind)
+            todo = set(ordered) - done
+            summary.skipped += len(set(ordered) & done)
+            work.append((experiment, kind, contiguous_ranges(ordered, todo, chunk)))
+        total = sum(len(r) for _, _, ranges in work for r in ranges)
+        bar = ProgressBar(total, write, tty=hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+        PROGRESS_LOGGER.addHandler(bar)
+        PROGRESS_LOGGER.setLevel(logging.INFO)
+        try:
+            for experiment, kind, ranges in work:
+                job = defs.resolve_job_def(f"{experiment.slug}_extraction_job")
+                for keys in ranges:
+                    job.execute_in_process(
+                        instance=instance,
+                        tags=range_tags(keys),
+                        run_config=QUIET_LOGGERS,
+                        raise_on_error=False,
+                    )
+                    done = _materialized(instance, experiment.slug, kind)
+                    for key in keys:
+                        if key in done:
+                            summary.materialized.append(key)
+                        else:
+                            summary.failed[key] = bar.failures.get(
+                                key, f"run {key}: the run failed before this partition committed"
+                            )
+        finally:
+            PROGRESS_LOGGER.removeHandler(bar)
+    summary.seconds = time.monotonic() - started
+    return summary

@@ -1,0 +1,109 @@
+"""Builds the Dagster definitions from a project configuration (environment or CLI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from mlruns_assets.assets import build_extraction_asset, extraction_job
+from mlruns_assets.extraction import infer_kind
+from mlruns_assets.resources import MlflowTrackingResource
+from mlruns_assets.sensors import build_discovery_sensor
+from mlruns_assets.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.warehouse import DuckDBWarehouse
+
+ENV_PREFIX = "MLRUNS_ASSETS_"
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Where runs come from, where tables go, and which experiments to extract."""
+
+    tracking_uri: str
+    database: str
+    experiments: tuple[str, ...] = ()
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    admit_failed_runs: bool = False
+    subject_map: str | None = None
+    max_memory_gb: float = 4.0
+    heartbeat_seconds: float = 60.0
+
+    def to_env(self) -> dict[str, str]:
+        """Environment for a ``dagster`` process that must build the same definitions."""
+        env = {
+            f"{ENV_PREFIX}TRACKING_URI": self.tracking_uri,
+            f"{ENV_PREFIX}DB": self.database,
+            f"{ENV_PREFIX}EXPERIMENTS": ",".join(self.experiments),
+            f"{ENV_PREFIX}KINDS": ",".join(f"{k}={v}" for k, v in self.kinds.items()),
+            f"{ENV_PREFIX}ADMIT_FAILED_RUNS": "1" if self.admit_failed_runs else "",
+            f"{ENV_PREFIX}MAX_MEMORY_GB": str(self.max_memory_gb),
+            f"{ENV_PREFIX}HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
+        }
+        if self.subject_map:
+            env[f"{ENV_PREFIX}SUBJECT_MAP"] = self.subject_map
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ProjectConfig | None:
+        def get(name: str) -> str:
+            return environ.get(f"{ENV_PREFIX}{name}", "").strip()
+
+        if not get("TRACKING_URI") or not get("DB"):
+            return None
+        kinds = dict(
+            item.split("=", 1) for item in get("KINDS").split(",") if "=" in item
+        )
+        return cls(
+            tracking_uri=get("TRACKING_URI"),
+            database=get("DB"),
+            experiments=tuple(e for e in get("EXPERIMENTS").split(",") if e),
+            kinds=kinds,
+            admit_failed_runs=bool(get("ADMIT_FAILED_RUNS")),
+            subject_map=get("SUBJECT_MAP") or None,
+            max_memory_gb=float(get("MAX_MEMORY_GB") or 4.0),
+            heartbeat_seconds=float(get("HEARTBEAT_SECONDS") or 60.0),
+        )
+
+    def resources(self) -> dict[str, object]:
+        return {
+            "mlflow_tracking": MlflowTrackingResource(
+                tracking_uri=self.tracking_uri,
+                admit_failed_runs=self.admit_failed_runs,
+                subject_map=self.subject_map,
+                max_memory_gb=self.max_memory_gb,
+                heartbeat_seconds=self.heartbeat_seconds,
+            ),
+            "warehouse": DuckDBWarehouse(database=self.database),
+        }
+
+
+def experiment_kind(config: ProjectConfig, experiment: ExperimentRef) -> str:
+    return config.kinds.get(experiment.name) or infer_kind(experiment.name)
+
+
+def build_definitions(config: ProjectConfig, experiments: list[ExperimentRef] | None = None) -> dg.Definitions:
+    """Assets, jobs and sensors for every configured experiment of the tracking store.
+
+    Listing the experiments reads the tracking store once when the code location loads: the
+    asset keys depend on it.
+    """
+    if experiments is None:
+        experiments = TrackingStore(config.tracking_uri).experiments(config.experiments or None)
+    assets, jobs, sensors = [], [], []
+    for experiment in experiments:
+        kind = experiment_kind(config, experiment)
+        asset = build_extraction_asset(experiment, kind)
+        job = extraction_job(experiment, asset)
+        assets.append(asset)
+        jobs.append(job)
+        sensors.append(build_discovery_sensor(experiment, kind, job))
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        sensors=sensors,
+        resources=config.resources(),
+        executor=dg.in_process_executor,
+    )

@@ -1,0 +1,84 @@
+"""Sensors: discover new MLflow runs as partitions (and drop deleted ones)."""
+
+
+
+import json
+
+import dagster as dg
+
+from mlruns_assets.discovery import plan_discovery
+from mlruns_assets.extraction import tables_for_kind
+from mlruns_assets.partitions import (
+    MAX_PARTITIONS_PER_RUN,
+    partitions_def_name,
+    range_tags,
+    run_partitions,
+)
+from mlruns_assets.resources import MlflowTrackingResource
+from mlruns_assets.tracking import ExperimentRef
+from mlruns_assets.warehouse import DuckDBWarehouse
+
+
+def build_discovery_sensor(
+    experiment: ExperimentRef,
+    kind: str,
+    job: object,
+    *,
+    request_runs: bool = True,
+    batch_size: int = 1000,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """A sensor that adds the experiment's new finished runs as partitions, requests their
+    extraction, and removes the partitions and rows of runs deleted in MLflow."""
+    partitions = run_partitions(experiment)
+    specs = tables_for_kind(kind)
+
+    @dg.sensor(
+        name=f"{experiment.slug}_discovery_sensor",
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Adds finished runs of MLflow experiment '{experiment.name}' as partitions in "
+            "batches and requests their extraction; removes partitions (and rows) of runs "
+            "deleted in MLflow. Synthetic and still-running runs never become partitions."
+        ),
+    )
+    def discovery_sensor(
+        context: dg.SensorEvaluationContext,
+        mlflow_tracking: MlflowTrackingResource,
+        warehouse: DuckDBWarehouse,
+    ) -> dg.SensorResult | dg.SkipReason:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        known = set(context.instance.get_dynamic_partitions(partitions_def_name(experiment)))
+        plan = plan_discovery(
+            mlflow_tracking.store(),
+            experiment,
+            known,
+            admitted_statuses=mlflow_tracking.admitted_statuses,
+            after_end_time=cursor.get("end_time"),
+            batch_size=batch_size,
+        )
+        if not plan.to_add and not plan.to_remove:
+            return dg.SkipReason(f"no new or deleted runs in '{experiment.name}'")
+        if plan.to_remove:
+            warehouse.remove_runs(experiment.slug, specs, plan.to_remove)
+        requests = []
+        if request_runs:
+            for start in range(0, len(plan.to_add), MAX_PARTITIONS_PER_RUN):
+                chunk = plan.to_add[start : start + MAX_PARTITIONS_PER_RUN]
+                requests.append(
+                    dg.RunRequest(run_key=f"{chunk[0]}..{chunk[-1]}", tags=range_tags(chunk))
+                )
+        partition_requests = []
+        if plan.to_add:
+            partition_requests.append(partitions.build_add_request(plan.to_add))
+        if plan.to_remove:
+            partition_requests.append(partitions.build_delete_request(plan.to_remove))
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=partition_requests,
+            cursor=json.dumps({"end_time": plan.cursor_end_time}),
+        )
+
+    return discovery_sensor

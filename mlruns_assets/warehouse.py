@@ -1,0 +1,166 @@
+"""The DuckDB results database: connections that wait for the file lock, and per-partition commits.
+
+Built on dagster-duckdb's ``DuckDBResource`` (same ``database`` and ``connection_config`` fields)
+but it departs from dagster-duckdb's IO manager for writes, because that IO manager
+- deletes and inserts in autocommit mode, so a crash in between leaves an empty partition that
+  Dagster still records as materialized;
+- inserts positionally, so a column-order drift writes wrong columns;
+- writes one output for a whole partition range, while a shared run here must commit (and record)
+  each partition on its own;
+- retries the lock with un-jittered backoff, so concurrent writers retry in lock-step.
+Here each partition is one transaction over all of its tables: delete the run's rows, insert the
+Arrow tables BY NAME, commit. A crash leaves either the old rows or the new ones.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from mlruns_assets.tables import TableSpec, create_table_sql
+
+_LOCK_MARKERS = ("lock", "Conflicting lock", "different configuration")
+
+
+class DatabaseLockTimeout(RuntimeError):
+    """Another process held the database file for longer than the configured wait."""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(marker in str(exc) for marker in _LOCK_MARKERS)
+
+
+def connect_with_retry(
+    database: str,
+    *,
+    read_only: bool = False,
+    timeout_seconds: float = 300.0,
+    config: Mapping[str, object] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open ``database``, retrying while another process holds its lock.
+
+    DuckDB allows one writing process per file, and a read-only open fails while another process
+    writes. Waits use full-jitter exponential backoff (capped at 2 s) so that several writers
+    do not retry in lock-step; after ``timeout_seconds`` a ``DatabaseLockTimeout`` names the file.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database, read_only=read_only, config=dict(config or {}))
+        except (duckdb.IOException, duckdb.ConnectionException, RuntimeError) as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseLockTimeout(
+                    f"database {database} stayed locked by another process for "
+                    f"{timeout_seconds:.0f} s: {str(exc).splitlines()[0]}"
+                ) from exc
+        time.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 2.0)
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec]) -> None:
+    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema_name}"')
+    for spec in specs:
+        conn.execute(create_table_sql(schema_name, spec))
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection,
+    schema_name: str,
+    run_id: str,
+    tables: Mapping[TableSpec, pa.Table],
+) -> dict[str, int]:
+    """Replace one run's rows in every given table, in one transaction. Returns rows per table.
+
+    An empty table still deletes the run's old rows: the partition then holds nothing, as the
+    latest extraction says.
+    """
+    ensure_tables(conn, schema_name, list(tables))
+    rows: dict[str, int] = {}
+    conn.begin()
+    try:
+        for spec, table in tables.items():
+            target = f'"{schema_name}"."{spec.name}"'
+            conn.execute(f"DELETE FROM {target} WHERE run_id = ?", [run_id])
+            if table.num_rows:
+                conn.register("incoming_rows", table)
+                try:
+                    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming_rows")
+                finally:
+                    conn.unregister("incoming_rows")
+            rows[spec.name] = table.num_rows
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return rows
+
+
+def delete_partitions(
+    conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec], run_ids: list[str]
+) -> None:
+    """Remove every row of the given runs from the given tables (runs deleted in MLflow)."""
+    existing = {
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+            [schema_name],
+        ).fetchall()
+    }
+    conn.begin()
+    try:
+        for spec in specs:
+            if spec.name in existing:
+                conn.execute(
+                    f'DELETE FROM "{schema_name}"."{spec.name}" WHERE run_id IN '
+                    "(SELECT unnest(?::VARCHAR[]))",
+                    [run_ids],
+                )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+class DuckDBWarehouse(DuckDBResource):
+    """The results database. Each MLflow experiment is a schema; each partition a run's rows."""
+
+    lock_timeout_seconds: float = Field(
+        default=300.0,
+        description="How long to wait for another process's lock on the database file.",
+    )
+
+    @contextmanager
+    def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:  # type: ignore[override]
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        conn = connect_with_retry(
+            self.database,
+            read_only=read_only,
+            timeout_seconds=self.lock_timeout_seconds,
+            config=self.connection_config,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def commit_partition(
+        self, schema_name: str, run_id: str, tables: Mapping[TableSpec, pa.Table]
+    ) -> dict[str, int]:
+        """Open, replace the run's rows in one transaction, close (so other writers get a turn)."""
+        with self.get_connection() as conn:
+            return replace_partition(conn, schema_name, run_id, tables)
+
+    def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:
+        with self.get_connection() as conn:
+            delete_partitions(conn, schema_name, specs, run_ids)
