@@ -7,18 +7,23 @@ transaction commits, so a failure halfway through a shared run leaves the commit
 materialized and marks only the rest failed.
 """
 
-
-
 import time
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
+from mlruns_assets.errors import ExtractionError
 from mlruns_assets.extraction import ExtractionSettings, extract_run, tables_for_kind
+from mlruns_assets.guardrails import MemoryGuard, peak_rss, reset_peak_rss
 from mlruns_assets.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
 from mlruns_assets.progress import ExtractionProgress
 from mlruns_assets.resources import MlflowTrackingResource
+from mlruns_assets.subjects import load_subject_map
+from mlruns_assets.tables import TableSpec
 from mlruns_assets.tracking import ExperimentRef
+from mlruns_assets.validation import ERROR, run_checks
 from mlruns_assets.warehouse import DuckDBWarehouse
 
 
@@ -26,6 +31,18 @@ def one_line(exc: BaseException) -> str:
     """An exception as one line: the cause, never a traceback."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def reject_invalid_run(
+    schema: str, specs: list[TableSpec], run_id: str, conn: duckdb.DuckDBPyConnection
+) -> None:
+    """Raise (and so roll back) when the run's freshly inserted rows fail an ERROR check."""
+    outcomes = run_checks(conn, schema, specs, run_id)
+    failed = [o for o in outcomes if not o.passed and o.severity == ERROR]
+    if failed:
+        raise ExtractionError(
+            "rows fail checks: " + "; ".join(f"{o.table}.{o.check} ({o.detail})" for o in failed)
+        )
 
 
 def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDefinition:
@@ -67,35 +84,54 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
         )
         settings = ExtractionSettings(
             kind=kind,
-            max_memory_bytes=int(mlflow_tracking.max_memory_gb * 1e9),
+            subject_map=(
+                load_subject_map(mlflow_tracking.subject_map)
+                if mlflow_tracking.subject_map
+                else None
+            ),
+            memory=MemoryGuard(int(mlflow_tracking.max_memory_gb * 1e9)),
             heartbeat=progress.heartbeat,
         )
         failures: dict[str, str] = {}
         for key in keys:
             started = time.monotonic()
+            reset_peak_rss()
             run = runs.get(key)
             label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
             try:
                 if run is None:
                     raise LookupError(f"not found in experiment {experiment.name!r}")
-                tables = extract_run(store, run, settings)
-                rows = warehouse.commit_partition(slug, key, tables)
+                settings.memory.check(f"the start of {label}")
+                extracted = extract_run(store, run, settings)
+                rows = warehouse.commit_partition(
+                    slug,
+                    key,
+                    extracted.tables,
+                    validate=partial(reject_invalid_run, slug, specs, key),
+                )
             except Exception as exc:  # any cause fails this partition only
                 failures[key] = f"{label}: {one_line(exc)}"
                 context.log.error(failures[key])
                 progress.partition_done(key, error=failures[key])
                 continue
-            seconds = time.monotonic() - started
-            for spec in tables:
+            shared: dict[str, dg.RawMetadataValue] = {
+                "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+                "peak_rss_mb": dg.MetadataValue.float(round(peak_rss() / 1e6, 1)),
+                "run_name": dg.MetadataValue.text(run.info.run_name or ""),
+                **{
+                    k: dg.MetadataValue.float(float(v))
+                    for k, v in extracted.summary.items()
+                    if v is not None
+                },
+            }
+            if extracted.notes:
+                shared["notes"] = dg.MetadataValue.text("; ".join(extracted.notes))
+            for spec in extracted.tables:
                 context.log_event(
                     dg.AssetMaterialization(
                         asset_key=[slug, spec.name],
                         partition=key,
-                        metadata={
-                            "rows": dg.MetadataValue.int(rows[spec.name]),
-                            "duration_s": dg.MetadataValue.float(round(seconds, 3)),
-                            "run_name": dg.MetadataValue.text(run.info.run_name or ""),
-                        },
+                        metadata={"rows": dg.MetadataValue.int(rows[spec.name]), **shared},
                     )
                 )
             progress.partition_done(key)

@@ -40,7 +40,9 @@ def _project_config(args: argparse.Namespace):  # noqa: ANN202 - imports are def
 def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", required=True, help="mlruns folder, sqlite:///..., http(s)://")
     p.add_argument("--db", required=True, help="the DuckDB results database (created if missing)")
-    p.add_argument("--experiment", action="append", help="experiment name (repeatable; default all)")
+    p.add_argument(
+        "--experiment", action="append", help="experiment name (repeatable; default all)"
+    )
     p.add_argument(
         "--kind",
         action="append",
@@ -51,7 +53,9 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subject-map", help="private CSV/YAML map of original -> anonymized codes")
     p.add_argument("--max-memory-gb", type=float, default=4.0, help="RSS limit (default 4)")
     p.add_argument("--heartbeat-seconds", type=float, default=60.0, help="progress interval")
-    p.add_argument("--dagster-home", help="persistent Dagster instance (default: DB folder/.dagster)")
+    p.add_argument(
+        "--dagster-home", help="persistent Dagster instance (default: DB folder/.dagster)"
+    )
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
@@ -59,9 +63,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     config = _project_config(args)
     try:
-        summary = run_extract(
-            config, Path(args.dagster_home) if args.dagster_home else None
-        )
+        summary = run_extract(config, Path(args.dagster_home) if args.dagster_home else None)
     except UsageError as exc:
         print(f"mlruns-assets: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -92,8 +94,15 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     print(f"demo tracking store: {store.tracking_uri}")
     db = root / "results.duckdb"
     ns = _PARSER.parse_args(
-        ["extract", "--tracking-uri", store.tracking_uri, "--db", str(db),
-         "--subject-map", str(store.subject_map_path)]
+        [
+            "extract",
+            "--tracking-uri",
+            store.tracking_uri,
+            "--db",
+            str(db),
+            "--subject-map",
+            str(store.subject_map_path),
+        ]
     )
     code = _cmd_extract(ns)
     print(
@@ -110,11 +119,23 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
     config = _project_config(args)
     home = prepare_dagster_home(
-        Path(args.dagster_home) if args.dagster_home else default_dagster_home(Path(config.database))
+        Path(args.dagster_home)
+        if args.dagster_home
+        else default_dagster_home(Path(config.database))
     )
     env = {**os.environ, **config.to_env(), "DAGSTER_HOME": str(home)}
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlruns_assets.definitions",
-           "-h", args.host, "-p", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "mlruns_assets.definitions",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     print(f"DAGSTER_HOME={home}\n{' '.join(cmd)}", file=sys.stderr)
     return subprocess.call(cmd, env=env)
 

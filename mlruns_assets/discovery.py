@@ -52,12 +52,11 @@ def plan_discovery(
         plan.to_add.append(run_id)
         if run.info.end_time is not None:
             plan.cursor_end_time = max(plan.cursor_end_time or 0, run.info.end_time)
-    if known_keys:
-        deleted = {
-            run.info.run_id
-            for run in store.iter_runs(experiment.experiment_id, view_type=ViewType.DELETED_ONLY)
-        }
-        plan.to_remove = sorted(known_keys & deleted)
-        for run_id in deleted:
-            plan.excluded.setdefault(run_id, "deleted")
+    deleted = {
+        run.info.run_id
+        for run in store.iter_runs(experiment.experiment_id, view_type=ViewType.DELETED_ONLY)
+    }
+    plan.to_remove = sorted(known_keys & deleted)
+    for run_id in deleted:
+        plan.excluded.setdefault(run_id, "deleted")
     return plan

@@ -67,8 +67,10 @@ def check_database_path(database: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"database path {database} is not writable: {exc.strerror}") from exc
-    if database.is_dir() or not os.access(folder, os.W_OK) or (
-        database.exists() and not os.access(database, os.W_OK)
+    if (
+        database.is_dir()
+        or not os.access(folder, os.W_OK)
+        or (database.exists() and not os.access(database, os.W_OK))
     ):
         raise UsageError(f"database path {database} is not a writable file path")
 
@@ -146,7 +148,9 @@ def run_extract(
             kind = experiment_kind(config, experiment)
             name = partitions_def_name(experiment)
             known = set(instance.get_dynamic_partitions(name))
-            admitted = ("FINISHED", "FAILED", "KILLED") if config.admit_failed_runs else ("FINISHED",)
+            admitted = (
+                ("FINISHED", "FAILED", "KILLED") if config.admit_failed_runs else ("FINISHED",)
+            )
             plan = plan_discovery(
                 store, experiment, known, admitted_statuses=admitted, batch_size=10**9
             )

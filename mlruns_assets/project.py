@@ -53,9 +53,7 @@ class ProjectConfig:
 
         if not get("TRACKING_URI") or not get("DB"):
             return None
-        kinds = dict(
-            item.split("=", 1) for item in get("KINDS").split(",") if "=" in item
-        )
+        kinds = dict(item.split("=", 1) for item in get("KINDS").split(",") if "=" in item)
         return cls(
             tracking_uri=get("TRACKING_URI"),
             database=get("DB"),
@@ -84,7 +82,9 @@ def experiment_kind(config: ProjectConfig, experiment: ExperimentRef) -> str:
     return config.kinds.get(experiment.name) or infer_kind(experiment.name)
 
 
-def build_definitions(config: ProjectConfig, experiments: list[ExperimentRef] | None = None) -> dg.Definitions:
+def build_definitions(
+    config: ProjectConfig, experiments: list[ExperimentRef] | None = None
+) -> dg.Definitions:
     """Assets, jobs and sensors for every configured experiment of the tracking store.
 
     Listing the experiments reads the tracking store once when the code location loads: the

@@ -1,7 +1,5 @@
 """Sensors: discover new MLflow runs as partitions (and drop deleted ones)."""
 
-
-
 import json
 
 import dagster as dg

@@ -92,7 +92,6 @@ def duckdb_type(type_: pa.DataType) -> str:
 def create_table_sql(schema_name: str, spec: TableSpec) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for a declared table (identifiers quoted)."""
     cols = ",\n  ".join(
-        f'"{f.name}" {duckdb_type(f.type)}{"" if f.nullable else " NOT NULL"}'
-        for f in spec.schema
+        f'"{f.name}" {duckdb_type(f.type)}{"" if f.nullable else " NOT NULL"}' for f in spec.schema
     )
     return f'CREATE TABLE IF NOT EXISTS "{schema_name}"."{spec.name}" (\n  {cols}\n)'

@@ -34,7 +34,7 @@ class TrackingStoreError(RuntimeError):
 
 
 def slugify(name: str) -> str:
-    """The schema / asset-prefix name of an experiment: ``"Classification"`` -> ``classification``."""
+    """The schema and asset-key prefix of an experiment: "Classification" -> ``classification``."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if not slug:
         slug = "experiment"
@@ -88,7 +88,9 @@ class ExperimentRef:
         return slugify(self.name)
 
 
-def exclusion_reason(run: Run, experiment_name: str, admitted_statuses: Iterable[str]) -> str | None:
+def exclusion_reason(
+    run: Run, experiment_name: str, admitted_statuses: Iterable[str]
+) -> str | None:
     """Why a run must not become a partition, or None when it should.
 
     Synthetic runs never reach a results database; RUNNING runs wait until they finish.
@@ -122,7 +124,9 @@ class TrackingStore:
                 for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
             }
         except Exception as exc:
-            raise TrackingStoreError(f"cannot list experiments of {self.tracking_uri}: {exc}") from exc
+            raise TrackingStoreError(
+                f"cannot list experiments of {self.tracking_uri}: {exc}"
+            ) from exc
         wanted = list(names or [])
         if wanted:
             unknown = [n for n in wanted if n not in found]
@@ -169,7 +173,9 @@ class TrackingStore:
             chunk = run_ids[start : start + 200]
             quoted = ", ".join(f"'{r}'" for r in chunk)
             for run in self.iter_runs(
-                experiment_id, view_type=ViewType.ALL, filter_string=f"attributes.run_id IN ({quoted})"
+                experiment_id,
+                view_type=ViewType.ALL,
+                filter_string=f"attributes.run_id IN ({quoted})",
             ):
                 out[run.info.run_id] = run
         return out
@@ -189,7 +195,13 @@ class TrackingStore:
                 stamps.append(m.timestamp * 1000)
                 values.append(m.value)
         return pa.table(
-            [run_ids, keys, steps, pa.array(stamps, pa.int64()).cast(pa.timestamp("us", "UTC")), values],
+            [
+                run_ids,
+                keys,
+                steps,
+                pa.array(stamps, pa.int64()).cast(pa.timestamp("us", "UTC")),
+                values,
+            ],
             schema=METRIC_HISTORY.schema,
         )
 
@@ -226,4 +238,6 @@ class RunArtifacts:
         if self.download_dir is None:
             parsed = urlparse(uri)
             return Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=self.download_dir))
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=self.download_dir)
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,7 +68,9 @@ def connect_with_retry(
         delay = min(delay * 2, 2.0)
 
 
-def ensure_tables(conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec]) -> None:
+def ensure_tables(
+    conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec]
+) -> None:
     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema_name}"')
     for spec in specs:
         conn.execute(create_table_sql(schema_name, spec))
@@ -79,11 +81,13 @@ def replace_partition(
     schema_name: str,
     run_id: str,
     tables: Mapping[TableSpec, pa.Table],
+    validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> dict[str, int]:
     """Replace one run's rows in every given table, in one transaction. Returns rows per table.
 
-    An empty table still deletes the run's old rows: the partition then holds nothing, as the
-    latest extraction says.
+    ``validate`` runs inside the transaction after the inserts; if it raises, nothing of the run
+    changes. An empty table still deletes the run's old rows: the partition then holds nothing,
+    as the latest extraction says.
     """
     ensure_tables(conn, schema_name, list(tables))
     rows: dict[str, int] = {}
@@ -99,6 +103,8 @@ def replace_partition(
                 finally:
                     conn.unregister("incoming_rows")
             rows[spec.name] = table.num_rows
+        if validate is not None:
+            validate(conn)
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -155,11 +161,15 @@ class DuckDBWarehouse(DuckDBResource):
             conn.close()
 
     def commit_partition(
-        self, schema_name: str, run_id: str, tables: Mapping[TableSpec, pa.Table]
+        self,
+        schema_name: str,
+        run_id: str,
+        tables: Mapping[TableSpec, pa.Table],
+        validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     ) -> dict[str, int]:
         """Open, replace the run's rows in one transaction, close (so other writers get a turn)."""
         with self.get_connection() as conn:
-            return replace_partition(conn, schema_name, run_id, tables)
+            return replace_partition(conn, schema_name, run_id, tables, validate)
 
     def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:
         with self.get_connection() as conn:
