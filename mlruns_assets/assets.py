@@ -8,6 +8,7 @@ materialized and marks only the rest failed.
 """
 
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
         context: dg.AssetExecutionContext,
         mlflow_tracking: MlflowTrackingResource,
         warehouse: DuckDBWarehouse,
-    ):  # noqa: ANN202 - Dagster reads a return annotation as the outputs
+    ) -> Iterator[dg.AssetMaterialization]:
         keys = list(context.partition_keys)
         store = mlflow_tracking.store()
         runs = store.runs_by_id(experiment.experiment_id, keys)
@@ -92,7 +93,7 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
             memory=MemoryGuard(int(mlflow_tracking.max_memory_gb * 1e9)),
             heartbeat=progress.heartbeat,
         )
-        failures: dict[str, str] = {}
+        failures: dict[str, str] = {}  # bounded: one cause per partition of this step
         for key in keys:
             started = time.monotonic()
             reset_peak_rss()
@@ -127,12 +128,11 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
             if extracted.notes:
                 shared["notes"] = dg.MetadataValue.text("; ".join(extracted.notes))
             for spec in extracted.tables:
-                context.log_event(
-                    dg.AssetMaterialization(
-                        asset_key=[slug, spec.name],
-                        partition=key,
-                        metadata={"rows": dg.MetadataValue.int(rows[spec.name]), **shared},
-                    )
+                # Yielded at once, so the partition is recorded as its transaction commits.
+                yield dg.AssetMaterialization(
+                    asset_key=[slug, spec.name],
+                    partition=key,
+                    metadata={"rows": dg.MetadataValue.int(rows[spec.name]), **shared},
                 )
             progress.partition_done(key)
         if failures:

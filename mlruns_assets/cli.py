@@ -140,6 +140,37 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from mlruns_assets.check_command import check_database, format_results, load_registry
+    from mlruns_assets.validation import ERROR
+
+    db = Path(args.db)
+    if not db.is_file():
+        print(f"mlruns-assets: error: database {db} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    results = check_database(
+        db,
+        subject_map_configured=bool(args.subject_map or args.anonymized),
+        original_pattern=args.original_pattern,
+        registry=load_registry(Path(args.registry)) if args.registry else None,
+    )
+    for line in format_results(results):
+        print(line)
+    return EXIT_FAILED if any(not o.passed and o.severity == ERROR for _, o in results) else EXIT_OK
+
+
+def _cmd_subject_map(args: argparse.Namespace) -> int:
+    from mlruns_assets.subject_map_command import build_map_from_store
+
+    try:
+        n = build_map_from_store(args.tracking_uri, args.experiment, Path(args.out))
+    except RuntimeError as exc:
+        print(f"mlruns-assets: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {n} subjects to {args.out} (private: keep it out of public outputs)")
+    return EXIT_OK
+
+
 def _cmd_lint(args: argparse.Namespace) -> int:
     from mlruns_assets.lint import main as lint_main
 
@@ -167,6 +198,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=_cmd_ui)
+    p = sub.add_parser("check", help="run every asset check against a database")
+    p.add_argument("--db", required=True)
+    p.add_argument("--subject-map", help="a map is configured: no original code may remain")
+    p.add_argument("--anonymized", action="store_true", help="same, without naming the map")
+    p.add_argument("--original-pattern", default=r"^PLR\d{4}$", help="regex of original codes")
+    p.add_argument("--registry", help="YAML of allowed method names per column")
+    p.set_defaults(func=_cmd_check)
+    p = sub.add_parser("subject-map", help="build a private H001/G001 map from an experiment")
+    p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--out", required=True, help="private output path (CSV)")
+    p.set_defaults(func=_cmd_subject_map)
     p = sub.add_parser("lint", help="report unbounded accumulation in loops")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=_cmd_lint)

@@ -8,6 +8,10 @@ from mlflow.entities import ViewType
 
 from mlruns_assets.tracking import ExperimentRef, TrackingStore, exclusion_reason
 
+# A run's end time is the logging client's clock, and its final write can reach the store after
+# a later run's: the cursor is re-read this far back (runs already known are skipped).
+CURSOR_LOOKBACK_MS = 10 * 60 * 1000
+
 
 @dataclass
 class DiscoveryPlan:
@@ -30,11 +34,14 @@ def plan_discovery(
 ) -> DiscoveryPlan:
     """New eligible runs (oldest end time first, at most ``batch_size``) and deleted ones.
 
-    ``after_end_time`` is the sensor's cursor: only runs that ended at or after it are read in
-    full. RUNNING runs have no end time yet, so they are picked up once they finish.
+    ``after_end_time`` is the sensor's cursor: only runs that ended at or after it (less
+    ``CURSOR_LOOKBACK_MS``) are read in full. RUNNING runs have no end time yet, so they are
+    picked up once they finish.
     """
     plan = DiscoveryPlan(cursor_end_time=after_end_time)
-    filter_string = f"attributes.end_time >= {after_end_time}" if after_end_time else ""
+    filter_string = (
+        f"attributes.end_time >= {after_end_time - CURSOR_LOOKBACK_MS}" if after_end_time else ""
+    )
     for run in store.iter_runs(
         experiment.experiment_id,
         filter_string=filter_string,

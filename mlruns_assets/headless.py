@@ -53,7 +53,9 @@ class ExtractSummary:
         ]
         reasons: dict[str, int] = {}
         for reason in self.excluded.values():
-            reasons[reason] = reasons.get(reason, 0) + 1
+            reasons[reason] = (
+                reasons.get(reason, 0) + 1
+            )  # bounded: one counter per exclusion reason
         if reasons:
             out.append("excluded: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
         out += [f"FAILED {cause}" for cause in self.failed.values()]
@@ -78,7 +80,7 @@ def check_database_path(database: Path) -> None:
 class ProgressBar(logging.Handler):
     """Renders the extraction steps' progress records as one bar over the whole command."""
 
-    def __init__(self, total: int, write: Callable[[str], None], tty: bool) -> None:
+    def __init__(self, total: int, write: Callable[[str], object], tty: bool) -> None:
         super().__init__(logging.INFO)
         self.total, self.write, self.tty = total, write, tty
         self.done = 0
@@ -126,7 +128,7 @@ def run_extract(
     config: ProjectConfig,
     dagster_home: Path | None = None,
     *,
-    write: Callable[[str], None] = sys.stderr.write,
+    write: Callable[[str], object] = sys.stderr.write,
     chunk: int = MAX_PARTITIONS_PER_RUN,
 ) -> ExtractSummary:
     """Extract every missing or failed partition of the configured experiments."""
@@ -166,7 +168,9 @@ def run_extract(
             done = _materialized(instance, experiment.slug, kind)
             todo = set(ordered) - done
             summary.skipped += len(set(ordered) & done)
-            work.append((experiment, kind, contiguous_ranges(ordered, todo, chunk)))
+            work.append(
+                (experiment, kind, contiguous_ranges(ordered, todo, chunk))
+            )  # bounded: one entry per experiment
         total = sum(len(r) for _, _, ranges in work for r in ranges)
         bar = ProgressBar(total, write, tty=hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
         PROGRESS_LOGGER.addHandler(bar)

@@ -5,6 +5,8 @@ Shared by the extraction asset, the discovery sensor and the headless command.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from mlruns_assets.tracking import ExperimentRef
@@ -23,7 +25,7 @@ def run_partitions(experiment: ExperimentRef) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=partitions_def_name(experiment))
 
 
-def contiguous_ranges(ordered_keys: list[str], wanted: set[str], chunk: int) -> list[list[str]]:
+def contiguous_ranges(ordered_keys: Sequence[str], wanted: set[str], chunk: int) -> list[list[str]]:
     """Split the wanted keys into runs of consecutive keys (in partition order), at most ``chunk``
     long: a Dagster run covers a contiguous key range."""
     ranges: list[list[str]] = []
@@ -33,7 +35,7 @@ def contiguous_ranges(ordered_keys: list[str], wanted: set[str], chunk: int) -> 
             current.append(key)
             continue
         if current:
-            ranges.append(current)
+            ranges.append(current)  # bounded: key lists only, no run data
         current = [key] if key in wanted else []
     if current:
         ranges.append(current)

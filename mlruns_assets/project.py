@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from mlruns_assets.assets import build_extraction_asset, extraction_job
-from mlruns_assets.extraction import infer_kind
+from mlruns_assets.checks import build_table_checks
+from mlruns_assets.extraction import infer_kind, tables_for_kind
 from mlruns_assets.resources import MlflowTrackingResource
 from mlruns_assets.sensors import build_discovery_sensor
 from mlruns_assets.tracking import ExperimentRef, TrackingStore
@@ -92,16 +93,18 @@ def build_definitions(
     """
     if experiments is None:
         experiments = TrackingStore(config.tracking_uri).experiments(config.experiments or None)
-    assets, jobs, sensors = [], [], []
+    assets, checks, jobs, sensors = [], [], [], []  # bounded: one of each per experiment
     for experiment in experiments:
         kind = experiment_kind(config, experiment)
         asset = build_extraction_asset(experiment, kind)
         job = extraction_job(experiment, asset)
         assets.append(asset)
+        checks.append(build_table_checks(experiment, tables_for_kind(kind)))
         jobs.append(job)
         sensors.append(build_discovery_sensor(experiment, kind, job))
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         sensors=sensors,
         resources=config.resources(),

@@ -1,6 +1,7 @@
 """Sensors: discover new MLflow runs as partitions (and drop deleted ones)."""
 
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -20,7 +21,7 @@ from mlruns_assets.warehouse import DuckDBWarehouse
 def build_discovery_sensor(
     experiment: ExperimentRef,
     kind: str,
-    job: object,
+    job: Any,  # what define_asset_job returns; its type is not exported by dagster
     *,
     request_runs: bool = True,
     batch_size: int = 1000,
@@ -48,27 +49,38 @@ def build_discovery_sensor(
         warehouse: DuckDBWarehouse,
     ) -> dg.SensorResult | dg.SkipReason:
         cursor = json.loads(context.cursor) if context.cursor else {}
+        admitted = list(mlflow_tracking.admitted_statuses)
+        # The cursor skips runs that ended before it. Runs of a status admitted only now
+        # (admit_failed_runs switched on) may have ended long before it: scan from the start.
+        rescan = cursor.get("admitted", ["FINISHED"]) != admitted
         known = set(context.instance.get_dynamic_partitions(partitions_def_name(experiment)))
         plan = plan_discovery(
             mlflow_tracking.store(),
             experiment,
             known,
             admitted_statuses=mlflow_tracking.admitted_statuses,
-            after_end_time=cursor.get("end_time"),
+            after_end_time=None if rescan else cursor.get("end_time"),
             batch_size=batch_size,
         )
+        end_time = plan.cursor_end_time if plan.to_add else cursor.get("end_time")
+        new_cursor = json.dumps({"end_time": end_time, "admitted": admitted})
         if not plan.to_add and not plan.to_remove:
-            return dg.SkipReason(f"no new or deleted runs in '{experiment.name}'")
+            reason = f"no new or deleted runs in '{experiment.name}'"
+            if rescan:  # record the admitted statuses, so the next tick need not rescan
+                return dg.SensorResult(skip_reason=reason, cursor=new_cursor)
+            return dg.SkipReason(reason)
         if plan.to_remove:
             warehouse.remove_runs(experiment.slug, specs, plan.to_remove)
         requests = []
         if request_runs:
             for start in range(0, len(plan.to_add), MAX_PARTITIONS_PER_RUN):
                 chunk = plan.to_add[start : start + MAX_PARTITIONS_PER_RUN]
-                requests.append(
+                requests.append(  # bounded: one request per chunk of new partitions
                     dg.RunRequest(run_key=f"{chunk[0]}..{chunk[-1]}", tags=range_tags(chunk))
                 )
-        partition_requests = []
+        partition_requests: list[
+            dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest
+        ] = []
         if plan.to_add:
             partition_requests.append(partitions.build_add_request(plan.to_add))
         if plan.to_remove:
@@ -76,7 +88,7 @@ def build_discovery_sensor(
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=partition_requests,
-            cursor=json.dumps({"end_time": plan.cursor_end_time}),
+            cursor=new_cursor,
         )
 
     return discovery_sensor

@@ -251,7 +251,7 @@ def distribution_stats(y: ArrayLike, p: ArrayLike) -> dict[str, np.ndarray]:
         ns.append(g.size)
         if g.size == 0:
             for key in keys:
-                out[key].append(float("nan"))
+                out[key].append(float("nan"))  # bounded: one row per retention fraction (20)
             continue
         q25, med, q75 = np.percentile(g, [25, 50, 75])
         out["mean"].append(float(g.mean()))
@@ -287,7 +287,7 @@ def retention_curve(
         ys, ps = y_[keep], p_[keep]
         if not _both_classes(ys):
             continue
-        rows.append(
+        rows.append(  # bounded: one row per outcome (2)
             (
                 float(r),
                 int(keep.size),

@@ -126,7 +126,7 @@ def _nullable(x: float) -> float | None:
 
 def _frame(spec: TableSpec, run_id: str, columns: Mapping[str, Any]) -> pa.Table:
     n = len(next(iter(columns.values())))
-    data = {"run_id": pa.array([run_id] * n, pa.string())}
+    data = {"run_id": pa.array([run_id] * n, pa.string())}  # bounded: one column per field
     for field in spec.schema:
         if field.name == "run_id":
             continue

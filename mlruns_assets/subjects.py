@@ -61,7 +61,9 @@ def build_subject_map(codes_with_labels: Iterable[tuple[str, int]]) -> list[tupl
     """``H001...`` for controls and ``G001...`` for cases, in sorted order per class."""
     labels: dict[str, int] = {}
     for code, label in codes_with_labels:
-        previous = labels.setdefault(code, int(label))
+        previous = labels.setdefault(
+            code, int(label)
+        )  # bounded: one label per distinct subject code
         if previous != int(label):
             raise ExtractionError(
                 f"subject {code} has label {previous} in one run, {label} in another"

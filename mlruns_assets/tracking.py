@@ -177,30 +177,22 @@ class TrackingStore:
                 view_type=ViewType.ALL,
                 filter_string=f"attributes.run_id IN ({quoted})",
             ):
-                out[run.info.run_id] = run
+                out[run.info.run_id] = run  # bounded: the runs of one step's partition keys
         return out
 
     def metric_history(self, run: Run) -> pa.Table:
         """Every logged point of every metric of the run, as a ``metric_history`` table."""
-        run_ids: list[str] = []
-        keys: list[str] = []
-        steps: list[int] = []
-        stamps: list[int] = []
-        values: list[float] = []
-        for key in sorted(run.data.metrics):  # bounded: the metric keys of one run
-            for m in self.client.get_metric_history(run.info.run_id, key):
-                run_ids.append(run.info.run_id)
-                keys.append(key)
-                steps.append(m.step)
-                stamps.append(m.timestamp * 1000)
-                values.append(m.value)
+        points = []  # bounded: the logged points of one run's metrics
+        for key in sorted(run.data.metrics):
+            points += [(key, m) for m in self.client.get_metric_history(run.info.run_id, key)]
+        stamps = pa.array([m.timestamp * 1000 for _, m in points], pa.int64())
         return pa.table(
             [
-                run_ids,
-                keys,
-                steps,
-                pa.array(stamps, pa.int64()).cast(pa.timestamp("us", "UTC")),
-                values,
+                pa.array([run.info.run_id] * len(points), pa.string()),
+                pa.array([key for key, _ in points], pa.string()),
+                pa.array([m.step for _, m in points], pa.int64()),
+                stamps.cast(pa.timestamp("us", "UTC")),
+                pa.array([m.value for _, m in points], pa.float64()),
             ],
             schema=METRIC_HISTORY.schema,
         )

@@ -139,7 +139,9 @@ def row_checks(
             f"SELECT count(*), list(DISTINCT run_id)[:5] FROM {target} WHERE {cond}", params
         ).fetchone() or (0, [])
         detail = f"{n_bad} row(s) fail, in run(s) {', '.join(runs or [])}" if n_bad else ""
-        outcomes.append(CheckOutcome(check, table, ERROR, n_bad == 0, detail))
+        outcomes.append(
+            CheckOutcome(check, table, ERROR, n_bad == 0, detail)
+        )  # bounded: one outcome per rule
     if table in ROWS_PER_RUN:
         expected = ROWS_PER_RUN[table]
         bad_runs = conn.execute(
@@ -227,7 +229,7 @@ def experiment_checks(
                 ).fetchall()
             }
             unknown = sorted(found - allowed)
-            out.append(
+            out.append(  # bounded: one outcome per registry column
                 CheckOutcome(
                     f"{column}_in_registry",
                     ESSENTIAL_METRICS.name,
@@ -261,7 +263,9 @@ def run_checks(
     """The row and consistency checks of one run (used inside its commit transaction)."""
     outcomes: list[CheckOutcome] = []
     for spec in specs:
-        outcomes += row_checks(conn, schema, spec.name, run_id)
+        outcomes += row_checks(
+            conn, schema, spec.name, run_id
+        )  # bounded: one outcome list per table
     return outcomes + consistency_checks(conn, schema, run_id)
 
 
@@ -276,7 +280,7 @@ def database_checks(
 ) -> list[CheckOutcome]:
     """Every check of one experiment's schema: declared schemas, rows, consistency, experiment."""
     existing = _existing_tables(conn, schema)
-    outcomes: list[CheckOutcome] = []
+    outcomes: list[CheckOutcome] = []  # bounded: a few checks per declared table
     for spec in specs:
         outcomes.append(schema_check(conn, schema, spec))
         if spec.name in existing:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -43,7 +44,7 @@ def connect_with_retry(
     *,
     read_only: bool = False,
     timeout_seconds: float = 300.0,
-    config: Mapping[str, object] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open ``database``, retrying while another process holds its lock.
 
@@ -102,7 +103,7 @@ def replace_partition(
                     conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming_rows")
                 finally:
                     conn.unregister("incoming_rows")
-            rows[spec.name] = table.num_rows
+            rows[spec.name] = table.num_rows  # bounded: one count per table
         if validate is not None:
             validate(conn)
         conn.commit()

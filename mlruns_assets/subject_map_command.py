@@ -1,0 +1,37 @@
+"""``mlruns-assets subject-map``: build a re-anonymization map from an experiment's runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mlruns_assets.extraction import load_metrics_artifact
+from mlruns_assets.guardrails import MemoryGuard
+from mlruns_assets.stratos_tables import test_predictions
+from mlruns_assets.subjects import build_subject_map, write_subject_map
+from mlruns_assets.tracking import TrackingStore, exclusion_reason
+
+
+def build_map_from_store(tracking_uri: str, experiment_name: str, out: Path) -> int:
+    """Read each run's test subjects and labels (one pickle at a time), write the map, return
+    how many subjects it holds. Only the codes are kept between runs."""
+    store = TrackingStore(tracking_uri)
+    (experiment,) = store.experiments([experiment_name])
+    labels: dict[str, int] = {}
+    for run in store.iter_runs(experiment.experiment_id):
+        if exclusion_reason(run, experiment.name, ("FINISHED",)) is not None:
+            continue
+        with store.artifacts(run) as artifacts:
+            try:
+                metrics, path = load_metrics_artifact(artifacts, MemoryGuard(None))
+                codes, y, _, _ = test_predictions(metrics, path)
+            except Exception:  # runs that cannot be read are reported by extract, not here
+                continue
+        pairs = zip(np.asarray(codes).astype(str).tolist(), y.tolist(), strict=True)
+        labels.update(
+            {code: label for code, label in pairs}
+        )  # bounded: one label per distinct subject code, no run data
+    rows = build_subject_map(labels.items())
+    write_subject_map(rows, out)
+    return len(rows)

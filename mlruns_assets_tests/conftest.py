@@ -1,0 +1,58 @@
+"""Shared fixtures: real MLflow demo stores on disk, extracted once per session."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlruns_assets.cli import main
+from mlruns_assets.demo import DemoStore, write_demo_store
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """A demo store and the result of one ``mlruns-assets extract`` over it."""
+
+    store: DemoStore
+    database: Path
+    dagster_home: Path
+    exit_code: int
+    output: str
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """``mlruns-assets ARGS`` in this process: (exit code, stdout + stderr)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(list(args))
+    return code, out.getvalue()
+
+
+def run_extract(store: DemoStore, database: Path, home: Path, *extra: str) -> Extracted:
+    code, output = run_cli(
+        "extract",
+        "--tracking-uri",
+        store.tracking_uri,
+        "--db",
+        str(database),
+        "--dagster-home",
+        str(home),
+        *extra,
+    )
+    return Extracted(store, database, home, code, output)
+
+
+@pytest.fixture(scope="session")
+def bad_store_extracted(tmp_path_factory: pytest.TempPathFactory) -> Extracted:
+    """The demo store with every kind of bad run (SQLite backend), extracted with a subject map."""
+    root = tmp_path_factory.mktemp("bad_store")
+    store = write_demo_store(root / "store", backend="sqlite", runs=8, bootstraps=40, bad_runs=True)
+    return run_extract(
+        store, root / "results.duckdb", root / "home", "--subject-map", str(store.subject_map_path)
+    )
