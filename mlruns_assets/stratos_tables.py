@@ -65,7 +65,7 @@ def _vector(value: Any, name: str, where: str) -> np.ndarray:
     return arr
 
 
-def test_predictions(
+def read_test_predictions(
     metrics: Any, where: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(subject codes, y, p, p std) of the test split, validated. Nothing is invented: NaN or
@@ -147,7 +147,7 @@ def build_stratos_tables(
     extracted_at: dt.datetime,
 ) -> tuple[dict[TableSpec, pa.Table], list[str]]:
     """Every STRATOS table of a run, and notes for the UI (e.g. why a measure is NULL)."""
-    codes, y, p, std = test_predictions(metrics, where)
+    codes, y, p, std = read_test_predictions(metrics, where)
     codes = anonymize(codes, subject_map, where)
     run_id = run.info.run_id
     notes: list[str] = []

@@ -8,7 +8,7 @@ import numpy as np
 
 from mlruns_assets.extraction import load_metrics_artifact
 from mlruns_assets.guardrails import MemoryGuard
-from mlruns_assets.stratos_tables import test_predictions
+from mlruns_assets.stratos_tables import read_test_predictions
 from mlruns_assets.subjects import build_subject_map, write_subject_map
 from mlruns_assets.tracking import TrackingStore, exclusion_reason
 
@@ -25,7 +25,7 @@ def build_map_from_store(tracking_uri: str, experiment_name: str, out: Path) -> 
         with store.artifacts(run) as artifacts:
             try:
                 metrics, path = load_metrics_artifact(artifacts, MemoryGuard(None))
-                codes, y, _, _ = test_predictions(metrics, path)
+                codes, y, _, _ = read_test_predictions(metrics, path)
             except Exception:  # runs that cannot be read are reported by extract, not here
                 continue
         pairs = zip(np.asarray(codes).astype(str).tolist(), y.tolist(), strict=True)
