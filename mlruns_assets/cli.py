@@ -171,6 +171,14 @@ def _cmd_subject_map(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from mlruns_assets.extraction import all_tables
+    from mlruns_assets.tables import markdown_reference
+
+    print(markdown_reference(all_tables()), end="")
+    return EXIT_OK
+
+
 def _cmd_lint(args: argparse.Namespace) -> int:
     from mlruns_assets.lint import main as lint_main
 
@@ -210,6 +218,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--out", required=True, help="private output path (CSV)")
     p.set_defaults(func=_cmd_subject_map)
+    p = sub.add_parser("tables", help="print the reference of every table (markdown)")
+    p.set_defaults(func=_cmd_tables)
     p = sub.add_parser("lint", help="report unbounded accumulation in loops")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=_cmd_lint)

@@ -46,6 +46,15 @@ def tables_for_kind(kind: str) -> list[TableSpec]:
     return specs
 
 
+def all_tables() -> list[TableSpec]:
+    """Every declared table, each once, in the order of the kinds."""
+    seen: dict[str, TableSpec] = {}  # bounded: the declared tables
+    for kind in KINDS:
+        for spec in tables_for_kind(kind):
+            seen.setdefault(spec.name, spec)
+    return list(seen.values())
+
+
 @dataclass(frozen=True)
 class ExtractionSettings:
     """What an extraction step needs besides the run itself."""

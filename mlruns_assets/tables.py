@@ -95,3 +95,16 @@ def create_table_sql(schema_name: str, spec: TableSpec) -> str:
         f'"{f.name}" {duckdb_type(f.type)}{"" if f.nullable else " NOT NULL"}' for f in spec.schema
     )
     return f'CREATE TABLE IF NOT EXISTS "{schema_name}"."{spec.name}" (\n  {cols}\n)'
+
+
+def markdown_reference(specs: list[TableSpec]) -> str:
+    """The README's table reference, generated from the declarations."""
+    lines: list[str] = []  # bounded: a few lines per declared table
+    for spec in specs:
+        lines += [f"#### `{spec.name}`", "", spec.description, ""]
+        cols = ", ".join(
+            f"`{f.name}` {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
+            for f in spec.schema
+        )
+        lines += [cols, ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -46,7 +46,9 @@ def test_extract_fails_each_bad_run_with_its_cause_and_keeps_the_good_ones(
     run_ids = {r[0] for r in _query(ex.database, "SELECT run_id FROM classification.runs")}
     assert run_ids == set(ex.store.good_run_ids)
     for run_id, label in ex.store.bad_run_ids.items():
-        lines = [line for line in ex.output.splitlines() if line.startswith("FAILED") and run_id in line]
+        lines = [
+            line for line in ex.output.splitlines() if line.startswith("FAILED") and run_id in line
+        ]
         assert len(lines) == 1, (label, ex.output)
         assert EXPECTED_CAUSES[label] in lines[0], lines[0]
     assert ex.store.pwned_marker is not None and not ex.store.pwned_marker.exists()
@@ -85,15 +87,18 @@ def test_metric_history_holds_every_logged_point(bad_store_extracted: Extracted)
         expected += sum(len(client.get_metric_history(run_id, k)) for k in run.data.metrics)
     got = _query(ex.database, "SELECT count(*) FROM classification.metric_history")[0][0]
     assert got == expected and expected > len(ex.store.good_run_ids)
-    steps = _query(
-        ex.database, "SELECT count(DISTINCT step) FROM classification.metric_history"
-    )[0][0]
+    steps = _query(ex.database, "SELECT count(DISTINCT step) FROM classification.metric_history")[
+        0
+    ][0]
     assert steps > 1  # the full history, not only the last value
 
 
 def test_no_original_subject_code_reaches_the_database(bad_store_extracted: Extracted) -> None:
     ex = bad_store_extracted
-    codes = {r[0] for r in _query(ex.database, "SELECT DISTINCT subject_code FROM classification.predictions")}
+    codes = {
+        r[0]
+        for r in _query(ex.database, "SELECT DISTINCT subject_code FROM classification.predictions")
+    }
     assert codes and all(c[0] in "HG" and c[1:].isdigit() for c in codes)
 
 
@@ -112,7 +117,9 @@ def test_rerun_skips_every_materialized_partition_without_new_events(
     with open_instance(home) as instance:
         after = instance.fetch_materializations(key, limit=1000).records
     assert len(after) == len(before)
-    assert f"skipped {len(ex.store.good_run_ids) + len(ex.store.imputation_run_ids)}" in again.output
+    assert (
+        f"skipped {len(ex.store.good_run_ids) + len(ex.store.imputation_run_ids)}" in again.output
+    )
     # The bad runs are retried (failed partitions are not skipped) and fail again.
     assert again.exit_code == 1
     assert f"failed {len(ex.store.bad_run_ids)}" in again.output
@@ -129,9 +136,13 @@ def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: P
     )
     # A partial extraction: two partitions materialized through the same job the UI runs.
     client = mlflow.MlflowClient(store.tracking_uri)
-    ordered = [r.info.run_id for r in client.search_runs(
-        [client.get_experiment_by_name("Classification").experiment_id],
-        order_by=["attributes.end_time ASC"])]
+    ordered = [
+        r.info.run_id
+        for r in client.search_runs(
+            [client.get_experiment_by_name("Classification").experiment_id],
+            order_by=["attributes.end_time ASC"],
+        )
+    ]
     defs = build_definitions(config)
     with open_instance(home) as instance:
         instance.add_dynamic_partitions("classification_runs", ordered)
@@ -140,8 +151,13 @@ def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: P
     assert _query(database, "SELECT count(*) FROM classification.runs") == [(2,)]
 
     result = run_extract(
-        store, database, home, "--experiment", "Classification",
-        "--subject-map", str(store.subject_map_path),
+        store,
+        database,
+        home,
+        "--experiment",
+        "Classification",
+        "--subject-map",
+        str(store.subject_map_path),
     )
     assert result.exit_code == 0, result.output
     assert "materialized 4, skipped 2" in result.output
@@ -164,8 +180,10 @@ def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: P
 def test_bad_arguments_exit_2_with_one_line(
     bad_store_extracted: Extracted, tmp_path: Path, args: list[str], message: str
 ) -> None:
-    base = {"--tracking-uri": bad_store_extracted.store.tracking_uri,
-            "--db": str(tmp_path / "x.duckdb")}
+    base = {
+        "--tracking-uri": bad_store_extracted.store.tracking_uri,
+        "--db": str(tmp_path / "x.duckdb"),
+    }
     extra = dict(zip(args[::2], args[1::2], strict=True))
     argv = ["extract", "--dagster-home", str(tmp_path / "home")]
     for flag, value in {**base, **extra}.items():
@@ -184,8 +202,13 @@ def test_bad_arguments_exit_2_with_one_line(
 )
 def test_unreachable_tracking_store_exits_2(tmp_path: Path, uri: str) -> None:
     code, output = run_cli(
-        "extract", "--tracking-uri", uri, "--db", str(tmp_path / "x.duckdb"),
-        "--dagster-home", str(tmp_path / "home"),
+        "extract",
+        "--tracking-uri",
+        uri,
+        "--db",
+        str(tmp_path / "x.duckdb"),
+        "--dagster-home",
+        str(tmp_path / "home"),
     )
     assert code == 2, output
     assert output.startswith("mlruns-assets: error:") and "Traceback" not in output

@@ -1,0 +1,29 @@
+"""The README's promises that can drift: the table reference and the CI test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mlruns_assets.extraction import all_tables
+from mlruns_assets.tables import markdown_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_table_reference_matches_the_declarations() -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- tables:start -->\n(.*)<!-- tables:end -->", readme, re.S)
+    assert match, "README lost its table reference markers"
+    assert match.group(1) == markdown_reference(all_tables()), (
+        "README table reference is stale: regenerate with `uv run mlruns-assets tables`"
+    )
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme_lines = (ROOT / "README.md").read_text().splitlines()
+    test_line = readme_lines[readme_lines.index("```bash") + 2]
+    assert test_line.startswith("pip install uv && ")
+    command = test_line.removeprefix("pip install uv && ").replace("uv ", "", 1)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"\nuv {command}\n" in ci
