@@ -15,12 +15,20 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from mlruns_assets.checks import evaluate_checks, table_check_specs
 from mlruns_assets.errors import ExtractionError
 from mlruns_assets.extraction import ExtractionSettings, extract_run, tables_for_kind
-from mlruns_assets.guardrails import MemoryGuard, peak_rss, reset_peak_rss
+from mlruns_assets.guardrails import (
+    LowDiskSpace,
+    MemoryGuard,
+    check_free_disk,
+    peak_rss,
+    reset_peak_rss,
+)
 from mlruns_assets.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
 from mlruns_assets.progress import ExtractionProgress
 from mlruns_assets.resources import MlflowTrackingResource
+from mlruns_assets.stall_sensor import worker_tags
 from mlruns_assets.subjects import load_subject_map
 from mlruns_assets.tables import TableSpec
 from mlruns_assets.tracking import ExperimentRef
@@ -32,6 +40,12 @@ def one_line(exc: BaseException) -> str:
     """An exception as one line: the cause, never a traceback."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _report_lock_wait(progress: ExtractionProgress, key: str, waited: float) -> None:
+    progress.heartbeat(
+        f"run {key}: waiting {waited:.0f} s for the database lock held by another process"
+    )
 
 
 def reject_invalid_run(
@@ -65,6 +79,7 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
             )
             for spec in specs
         ],
+        check_specs=table_check_specs(experiment, specs),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         can_subset=False,
@@ -73,8 +88,15 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
         context: dg.AssetExecutionContext,
         mlflow_tracking: MlflowTrackingResource,
         warehouse: DuckDBWarehouse,
-    ) -> Iterator[dg.AssetMaterialization]:
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
         keys = list(context.partition_keys)
+        # Names the process doing the work: the stall sensor kills it if it hangs, and
+        # `extract` fails the run if the process has died without finishing it.
+        context.instance.add_run_tags(context.run_id, worker_tags())
+        try:
+            check_free_disk([Path(warehouse.database)], int(warehouse.min_free_disk_gb * 1e9))
+        except LowDiskSpace as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         store = mlflow_tracking.store()
         runs = store.runs_by_id(experiment.experiment_id, keys)
         progress = ExtractionProgress(
@@ -102,13 +124,14 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
             try:
                 if run is None:
                     raise LookupError(f"not found in experiment {experiment.name!r}")
-                settings.memory.check(f"the start of {label}")
                 extracted = extract_run(store, run, settings)
+                progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
                 rows = warehouse.commit_partition(
                     slug,
                     key,
                     extracted.tables,
                     validate=partial(reject_invalid_run, slug, specs, key),
+                    on_wait=partial(_report_lock_wait, progress, key),
                 )
             except Exception as exc:  # any cause fails this partition only
                 failures[key] = f"{label}: {one_line(exc)}"
@@ -135,6 +158,8 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
                     metadata={"rows": dg.MetadataValue.int(rows[spec.name]), **shared},
                 )
             progress.partition_done(key)
+        # The checks read the whole experiment's tables, after this step's commits.
+        yield from evaluate_checks(warehouse, slug, specs, bool(mlflow_tracking.subject_map))
         if failures:
             raise dg.Failure(
                 description=f"{len(failures)} of {len(keys)} partitions failed: "

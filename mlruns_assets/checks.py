@@ -2,12 +2,10 @@
 domains, consistency, and experiment-wide rules (see ``validation.py`` for the rules)."""
 
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
-from mlruns_assets.resources import MlflowTrackingResource
 from mlruns_assets.tables import TableSpec
 from mlruns_assets.tracking import ExperimentRef
 from mlruns_assets.validation import ERROR, WARN, CheckOutcome, database_checks
@@ -63,13 +61,11 @@ def check_results(
     return results
 
 
-def build_table_checks(
-    experiment: ExperimentRef, specs: list[TableSpec]
-) -> dg.AssetChecksDefinition:
-    """One multi-check per experiment: it reads the database once for all of its tables."""
+def table_check_specs(experiment: ExperimentRef, specs: list[TableSpec]) -> list[dg.AssetCheckSpec]:
+    """The checks shown on each table asset of an experiment."""
     slug = experiment.slug
     names = {s.name for s in specs}
-    check_specs = [
+    return [
         dg.AssetCheckSpec(
             TABLE_CHECK,
             asset=dg.AssetKey([slug, s.name]),
@@ -83,20 +79,22 @@ def build_table_checks(
         if table in names
     ]
 
-    @dg.multi_asset_check(name=f"{slug}_checks", specs=check_specs)
-    def experiment_checks(
-        mlflow_tracking: MlflowTrackingResource, warehouse: DuckDBWarehouse
-    ) -> Iterator[dg.AssetCheckResult]:
-        if not Path(warehouse.database).exists():
-            outcomes = [
-                CheckOutcome("database_exists", s.name, ERROR, False, "no database yet")
-                for s in specs
-            ]
-        else:
-            with warehouse.get_connection(read_only=True) as conn:
-                outcomes = database_checks(
-                    conn, slug, specs, subject_map_configured=bool(mlflow_tracking.subject_map)
-                )
-        yield from check_results(slug, specs, outcomes)
 
-    return experiment_checks
+def evaluate_checks(
+    warehouse: DuckDBWarehouse, slug: str, specs: list[TableSpec], subject_map_configured: bool
+) -> list[dg.AssetCheckResult]:
+    """Every check of the experiment's tables, read from the database in one pass.
+
+    The extraction step yields these after its partitions: its table outputs are committed per
+    partition rather than yielded, so a separate check step would be skipped by Dagster.
+    """
+    if not Path(warehouse.database).exists():
+        outcomes = [
+            CheckOutcome("database_exists", s.name, ERROR, False, "no database yet") for s in specs
+        ]
+    else:
+        with warehouse.get_connection(read_only=True) as conn:
+            outcomes = database_checks(
+                conn, slug, specs, subject_map_configured=subject_map_configured
+            )
+    return check_results(slug, specs, outcomes)

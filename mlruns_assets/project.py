@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from mlruns_assets.assets import build_extraction_asset, extraction_job
-from mlruns_assets.checks import build_table_checks
-from mlruns_assets.extraction import infer_kind, tables_for_kind
+from mlruns_assets.extraction import infer_kind
+from mlruns_assets.partitions import partitions_def_name
 from mlruns_assets.resources import MlflowTrackingResource
 from mlruns_assets.sensors import build_discovery_sensor
+from mlruns_assets.stall_sensor import build_stall_sensor
 from mlruns_assets.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse import DuckDBWarehouse
 
@@ -31,6 +32,12 @@ class ProjectConfig:
     subject_map: str | None = None
     max_memory_gb: float = 4.0
     heartbeat_seconds: float = 60.0
+    # Below this much free disk where the database lives, extraction refuses to start.
+    min_free_disk_gb: float = 5.0
+    # A STARTED extraction run silent this long is hung: the stall sensor fails it. Must be
+    # well above heartbeat_seconds (the step reports at least that often).
+    stall_timeout_seconds: float = 90.0
+    stall_sensor_interval_seconds: int = 30
 
     def to_env(self) -> dict[str, str]:
         """Environment for a ``dagster`` process that must build the same definitions."""
@@ -42,6 +49,9 @@ class ProjectConfig:
             f"{ENV_PREFIX}ADMIT_FAILED_RUNS": "1" if self.admit_failed_runs else "",
             f"{ENV_PREFIX}MAX_MEMORY_GB": str(self.max_memory_gb),
             f"{ENV_PREFIX}HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
+            f"{ENV_PREFIX}MIN_FREE_DISK_GB": str(self.min_free_disk_gb),
+            f"{ENV_PREFIX}STALL_TIMEOUT_SECONDS": str(self.stall_timeout_seconds),
+            f"{ENV_PREFIX}STALL_SENSOR_INTERVAL_SECONDS": str(self.stall_sensor_interval_seconds),
         }
         if self.subject_map:
             env[f"{ENV_PREFIX}SUBJECT_MAP"] = self.subject_map
@@ -64,6 +74,9 @@ class ProjectConfig:
             subject_map=get("SUBJECT_MAP") or None,
             max_memory_gb=float(get("MAX_MEMORY_GB") or 4.0),
             heartbeat_seconds=float(get("HEARTBEAT_SECONDS") or 60.0),
+            min_free_disk_gb=float(get("MIN_FREE_DISK_GB") or 5.0),
+            stall_timeout_seconds=float(get("STALL_TIMEOUT_SECONDS") or 90.0),
+            stall_sensor_interval_seconds=int(get("STALL_SENSOR_INTERVAL_SECONDS") or 30),
         )
 
     def resources(self) -> dict[str, object]:
@@ -75,7 +88,9 @@ class ProjectConfig:
                 max_memory_gb=self.max_memory_gb,
                 heartbeat_seconds=self.heartbeat_seconds,
             ),
-            "warehouse": DuckDBWarehouse(database=self.database),
+            "warehouse": DuckDBWarehouse(
+                database=self.database, min_free_disk_gb=self.min_free_disk_gb
+            ),
         }
 
 
@@ -93,18 +108,26 @@ def build_definitions(
     """
     if experiments is None:
         experiments = TrackingStore(config.tracking_uri).experiments(config.experiments or None)
-    assets, checks, jobs, sensors = [], [], [], []  # bounded: one of each per experiment
+    assets, jobs, sensors = [], [], []  # bounded: one of each per experiment
+    partitions_by_job: dict[str, str] = {}  # bounded: one per experiment
     for experiment in experiments:
         kind = experiment_kind(config, experiment)
         asset = build_extraction_asset(experiment, kind)
         job = extraction_job(experiment, asset)
         assets.append(asset)
-        checks.append(build_table_checks(experiment, tables_for_kind(kind)))
         jobs.append(job)
         sensors.append(build_discovery_sensor(experiment, kind, job))
+        partitions_by_job[job.name] = partitions_def_name(experiment)
+    if partitions_by_job:
+        sensors.append(
+            build_stall_sensor(
+                partitions_by_job,
+                timeout_seconds=config.stall_timeout_seconds,
+                minimum_interval_seconds=config.stall_sensor_interval_seconds,
+            )
+        )
     return dg.Definitions(
         assets=assets,
-        asset_checks=checks,
         jobs=jobs,
         sensors=sensors,
         resources=config.resources(),

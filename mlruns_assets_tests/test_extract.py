@@ -64,7 +64,8 @@ def test_extract_excludes_deleted_running_failed_and_synthetic_runs(
     assert not keys & set(ex.store.excluded_run_ids)
     synthetic_rows = _query(
         ex.database,
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'synth_classification'",
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'synth_classification'",
     )
     assert synthetic_rows == [(0,)]
 
@@ -147,7 +148,13 @@ def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: P
     with open_instance(home) as instance:
         instance.add_dynamic_partitions("classification_runs", ordered)
         job = defs.resolve_job_def("classification_extraction_job")
-        assert job.execute_in_process(instance=instance, tags=range_tags(ordered[:2])).success
+        partial = job.execute_in_process(instance=instance, tags=range_tags(ordered[:2]))
+    assert partial.success
+    # The asset checks ran after the extraction in the same run, one per table plus the
+    # experiment-wide ones, and all passed on good data.
+    evaluations = partial.get_asset_check_evaluations()
+    assert len(evaluations) == 11 + 3
+    assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
     assert _query(database, "SELECT count(*) FROM classification.runs") == [(2,)]
 
     result = run_extract(

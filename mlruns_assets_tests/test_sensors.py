@@ -213,6 +213,10 @@ def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None
     assert second.skip_message
     assert second.run_requests == [] and second.dynamic_partitions_requests == []
     cursor = second.cursor or first.cursor
+    direct = sensor(
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources=config.resources())
+    )
+    assert isinstance(direct, dg.SkipReason)  # what the sensor function itself returns
 
     # The RUNNING run finishes: the next tick adds it alone, as a one-partition run.
     store.client.set_terminated(runs.running, "FINISHED")
