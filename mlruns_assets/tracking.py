@@ -231,5 +231,10 @@ class RunArtifacts:
             parsed = urlparse(uri)
             return Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
         return Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=self.download_dir)
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri,
+                dst_path=self.download_dir,
+                # mlflow-artifacts: URIs resolve against this store, not the global URI.
+                tracking_uri=self.client.tracking_uri,
+            )
         )

@@ -1,0 +1,161 @@
+"""A real MLflow tracking server on loopback (remote artifacts), and the helper commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import mlflow
+import numpy as np
+import pytest
+from conftest import Extracted, run_cli
+
+from mlruns_assets.check_command import check_database
+from mlruns_assets.demo import log_classification_run
+from mlruns_assets.subjects import load_subject_map
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    """``mlflow server`` with proxied artifacts: runs get ``mlflow-artifacts:`` URIs."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mlflow server did not start") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_extract_from_a_tracking_server_downloads_and_cleans_up(
+    tracking_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    exp = client.create_experiment("Classification")
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 15)
+    p = np.clip(0.3 + 0.4 * y[:, None] + rng.normal(0, 0.15, (30, 8)), 0.01, 0.99)
+    codes = np.array([f"PLR{i:04d}" for i in range(30)])
+    run_ids = [
+        log_classification_run(
+            client, exp, f"CATBOOST_eval-auc__simple1.0__SAITS__m{i}", codes, y, p
+        )
+        for i in range(2)
+    ]
+    assert client.get_run(run_ids[0]).info.artifact_uri.startswith("mlflow-artifacts:")
+    downloads = tmp_path / "tmp"
+    downloads.mkdir()
+    monkeypatch.setenv("TMPDIR", str(downloads))  # where per-partition downloads go
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    db = tmp_path / "results.duckdb"
+    code, output = run_cli(
+        "extract",
+        "--tracking-uri",
+        tracking_server,
+        "--db",
+        str(db),
+        "--dagster-home",
+        str(tmp_path / "home"),
+    )
+    assert code == 0, output
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM classification.predictions").fetchone() == (60,)
+    assert not [p for p in downloads.iterdir() if p.name.startswith("mlra-")]
+
+
+def test_subject_map_command_builds_sorted_private_codes(
+    bad_store_extracted: Extracted, tmp_path: Path
+) -> None:
+    store = bad_store_extracted.store
+    out = tmp_path / "private" / "map.csv"
+    code, output = run_cli(
+        "subject-map",
+        "--tracking-uri",
+        store.tracking_uri,
+        "--experiment",
+        "Classification",
+        "--out",
+        str(out),
+    )
+    assert code == 0, output
+    built = load_subject_map(out)
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    demo_map = load_subject_map(store.subject_map_path)
+    # Every readable run's test subjects (the demo's unmapped run included), each with the class
+    # letter the demo gave it, numbered in sorted order per class.
+    shared = set(built) & set(demo_map)
+    assert shared and all(built[c][0] == demo_map[c][0] for c in shared)
+    assert any(c.startswith("PLR9") for c in built)
+    controls = sorted(c for c, a in built.items() if a.startswith("H"))
+    assert [built[c] for c in controls] == [f"H{i:03d}" for i in range(1, len(controls) + 1)]
+
+
+def test_registry_and_synthetic_checks_flag_what_they_should(
+    bad_store_extracted: Extracted, tmp_path: Path
+) -> None:
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(bad_store_extracted.database, db)
+    registry = {"classifier": {"CATBOOST", "XGBOOST"}}
+    results = check_database(db, subject_map_configured=True, registry=registry)
+    by_check = {o.check: o for schema, o in results if schema == "classification"}
+    assert not by_check["classifier_in_registry"].passed
+    flagged = by_check["classifier_in_registry"].detail.split(", ")
+    assert flagged and not set(flagged) & registry["classifier"]
+    assert by_check["synthetic_runs_absent"].passed
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            "UPDATE classification.runs SET run_name = '__SYNTHETIC_x' WHERE rowid = 0;"
+            "UPDATE classification.predictions SET subject_code = 'PLR0001' WHERE rowid = 0"
+        )
+    results = check_database(db, subject_map_configured=True)
+    by_check = {o.check: o for schema, o in results if schema == "classification"}
+    assert not by_check["synthetic_runs_absent"].passed
+    assert not by_check["no_original_subject_codes"].passed
+    assert "1 row(s) match" in by_check["no_original_subject_codes"].detail
