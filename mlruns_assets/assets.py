@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -171,7 +172,8 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
     return extraction
 
 
-def extraction_job(experiment: ExperimentRef, asset: dg.AssetsDefinition):  # noqa: ANN201
+def extraction_job(experiment: ExperimentRef, asset: dg.AssetsDefinition) -> Any:
+    # Any: define_asset_job returns a type that dagster does not export.
     """The job the headless command and the sensors launch for one experiment."""
     return dg.define_asset_job(
         name=f"{experiment.slug}_extraction_job",

@@ -12,6 +12,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the heavy imports (dagster, mlflow) wait until a command needs them
+    from mlruns_assets.project import ProjectConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -21,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"mlruns-assets: error: {message}\n")
 
 
-def _project_config(args: argparse.Namespace):  # noqa: ANN202 - imports are deferred for speed
+def _project_config(args: argparse.Namespace) -> ProjectConfig:
     from mlruns_assets.project import ProjectConfig
 
     kinds = dict(k.split("=", 1) for k in (args.kind or []))
@@ -34,6 +38,16 @@ def _project_config(args: argparse.Namespace):  # noqa: ANN202 - imports are def
         subject_map=str(Path(args.subject_map).resolve()) if args.subject_map else None,
         max_memory_gb=args.max_memory_gb,
         heartbeat_seconds=args.heartbeat_seconds,
+        # Each command has only its own options; the others keep their defaults.
+        **{
+            name: getattr(args, name)
+            for name in (
+                "min_free_disk_gb",
+                "stall_timeout_seconds",
+                "stall_sensor_interval_seconds",
+            )
+            if getattr(args, name, None) is not None
+        },
     )
 
 
@@ -118,6 +132,14 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     from mlruns_assets.instance import default_dagster_home, prepare_dagster_home
 
     config = _project_config(args)
+    if config.stall_timeout_seconds <= config.heartbeat_seconds:
+        print(
+            f"mlruns-assets: error: --stall-timeout-seconds ({config.stall_timeout_seconds:g}) "
+            f"must exceed --heartbeat-seconds ({config.heartbeat_seconds:g}): a healthy step "
+            "reports only that often",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     home = prepare_dagster_home(
         Path(args.dagster_home)
         if args.dagster_home
@@ -190,6 +212,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("extract", help="extract every missing or failed partition")
     _add_store_args(p)
+    p.add_argument(
+        "--min-free-disk-gb",
+        type=float,
+        default=5.0,
+        help="refuse to start with less free disk where the database lives (default 5)",
+    )
     p.set_defaults(func=_cmd_extract)
     p = sub.add_parser("demo", help="write a demo tracking store")
     p.add_argument("path")
@@ -205,6 +233,18 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_store_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument(
+        "--stall-timeout-seconds",
+        type=float,
+        default=90.0,
+        help="fail an extraction run silent this long: hung (default 90)",
+    )
+    p.add_argument(
+        "--stall-sensor-interval-seconds",
+        type=int,
+        default=30,
+        help="how often the stall sensor looks (default 30; the daemon looks at most every 5)",
+    )
     p.set_defaults(func=_cmd_ui)
     p = sub.add_parser("check", help="run every asset check against a database")
     p.add_argument("--db", required=True)

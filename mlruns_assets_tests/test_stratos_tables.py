@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -29,7 +30,7 @@ PUBLISHED = {
 }
 
 
-def _fake_run(name: str = "CATBOOST_eval-auc__simple1.0__SAITS__pupil-gt"):  # noqa: ANN202
+def _fake_run(name: str = "CATBOOST_eval-auc__simple1.0__SAITS__pupil-gt") -> mlflow.entities.Run:
     client_run = mlflow.entities.Run(
         mlflow.entities.RunInfo(
             run_id="r1",
@@ -134,7 +135,9 @@ def test_single_class_test_set_gives_null_measures_and_says_why() -> None:
         ),
     ],
 )
-def test_bad_predictions_fail_with_the_cause_and_the_artifact(mutate, message: str) -> None:  # noqa: ANN001
+def test_bad_predictions_fail_with_the_cause_and_the_artifact(
+    mutate: Callable[[dict], object], message: str
+) -> None:
     y = np.array([0, 1] * 6)
     metrics = _metrics(y, np.linspace(0.1, 0.9, 12))
     mutate(metrics)

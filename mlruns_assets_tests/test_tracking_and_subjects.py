@@ -32,7 +32,9 @@ def test_slugify(name: str, slug: str) -> None:
     assert slugify(name) == slug
 
 
-def _run(name: str, status: str = "FINISHED", stage: str = "active", tags=None):  # noqa: ANN001, ANN202
+def _run(
+    name: str, status: str = "FINISHED", stage: str = "active", tags: dict[str, str] | None = None
+) -> mlflow.entities.Run:
     info = mlflow.entities.RunInfo(
         run_id="r",
         experiment_id="1",
