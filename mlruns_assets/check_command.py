@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from mlruns_assets.extraction import CLASSIFICATION, GENERIC, tables_for_kind
+from mlruns_assets.extraction import CLASSIFICATION, GENERIC, IMPUTATION, tables_for_kind
+from mlruns_assets.signals_schema import PREPROCESSED_SIGNALS
 from mlruns_assets.stratos_schema import ESSENTIAL_METRICS
 from mlruns_assets.subjects import DEFAULT_ORIGINAL_PATTERN
 from mlruns_assets.validation import ERROR, CheckOutcome, database_checks
@@ -40,12 +41,20 @@ def check_database(
         ]
         results: list[tuple[str, CheckOutcome]] = []
         for schema in schemas:
-            has_stratos = conn.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = ? AND table_name = ?",
-                [schema, ESSENTIAL_METRICS.name],
-            ).fetchone()
-            kind = CLASSIFICATION if has_stratos and has_stratos[0] else GENERIC
+            present = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                    [schema],
+                ).fetchall()
+            }
+            kind = (
+                CLASSIFICATION
+                if ESSENTIAL_METRICS.name in present
+                else IMPUTATION
+                if PREPROCESSED_SIGNALS.name in present
+                else GENERIC
+            )
             outcomes = database_checks(
                 conn,
                 schema,

@@ -1,24 +1,32 @@
 """Extracting one MLflow run into Arrow tables: plain functions, no Dagster.
 
 A run's artifacts are opened once per partition; each table is built from that one read and
-handed to the warehouse, which commits them together.
+handed to the warehouse, which commits them together. A table may be handed over as chunks
+(imputation signals), read only while the warehouse inserts them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 from mlflow.entities import Run
 
-from mlruns_assets.guardrails import MemoryGuard
+from mlruns_assets.guardrails import MemoryGuard, format_bytes
 from mlruns_assets.safe_pickle import load_untrusted_pickle
+from mlruns_assets.signals import (
+    IMPUTATION_FOLDER,
+    imputation_methods,
+    read_signals,
+    signal_tables,
+)
+from mlruns_assets.signals_schema import PREPROCESSED_SIGNALS
 from mlruns_assets.stratos_schema import ESSENTIAL_METRICS, STRATOS_TABLES
 from mlruns_assets.stratos_tables import build_stratos_tables
-from mlruns_assets.tables import METRIC_HISTORY, RUNS, STRING_MAP, UTC_TS, TableSpec
+from mlruns_assets.tables import METRIC_HISTORY, RUNS, STRING_MAP, UTC_TS, TableData, TableSpec
 from mlruns_assets.tracking import RunArtifacts, TrackingStore
 
 GENERIC = "generic"
@@ -43,6 +51,8 @@ def tables_for_kind(kind: str) -> list[TableSpec]:
     specs = [RUNS, METRIC_HISTORY]
     if kind == CLASSIFICATION:
         specs += STRATOS_TABLES
+    elif kind == IMPUTATION:
+        specs.append(PREPROCESSED_SIGNALS)
     return specs
 
 
@@ -69,7 +79,7 @@ class ExtractionSettings:
 class RunExtraction:
     """One run's tables, and what the UI should show about them."""
 
-    tables: dict[TableSpec, pa.Table]
+    tables: dict[TableSpec, TableData]
     notes: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -96,36 +106,114 @@ def runs_table(run: Run, extracted_at: dt.datetime) -> pa.Table:
     return pa.table(columns, schema=RUNS.schema)
 
 
-def load_metrics_artifact(artifacts: RunArtifacts, memory: MemoryGuard) -> tuple[Any, str]:
-    """The run's ``metrics/metrics_*.pickle``, loaded with the allow-list unpickler."""
+def load_pickle_artifact(
+    artifacts: RunArtifacts,
+    folder: str,
+    expected: str,
+    memory: MemoryGuard,
+    heartbeat: Callable[[str], None] | None = None,
+) -> tuple[Any, str]:
+    """The run's one ``{folder}/{folder}_*.pickle``, loaded with the allow-list unpickler.
+
+    ``expected`` names the artifact in the error when there is none. ``heartbeat`` reports
+    before and after the load, so a slow one shows in the progress."""
     candidates = [
         (path, size)
-        for path, size in artifacts.list(METRICS_FOLDER)
-        if path.rsplit("/", 1)[-1].startswith("metrics_") and path.endswith(".pickle")
+        for path, size in artifacts.list(folder)
+        if path.rsplit("/", 1)[-1].startswith(f"{folder}_") and path.endswith(".pickle")
     ]
     if not candidates:
-        expected = f"{METRICS_FOLDER}/metrics_{artifacts.run.info.run_name}.pickle"
-        raise FileNotFoundError(f"missing metrics artifact {expected}")
+        raise FileNotFoundError(f"missing {folder} artifact {expected}")
     if len(candidates) > 1:
         names = ", ".join(p for p, _ in candidates)
-        raise ValueError(f"several metrics artifacts ({names}): cannot tell which is the run's")
+        raise ValueError(f"several {folder} artifacts ({names}): cannot tell which is the run's")
     path, size = candidates[0]
     memory.check(f"loading {path}", size or 0)
-    return load_untrusted_pickle(artifacts.local_path(path), display_name=path), path
+    if heartbeat is not None:
+        heartbeat(f"loading {path} ({format_bytes(size or 0)})")
+    loaded = load_untrusted_pickle(artifacts.local_path(path), display_name=path)
+    if heartbeat is not None:
+        heartbeat(f"loaded {path}")
+    return loaded, path
+
+
+def load_metrics_artifact(
+    artifacts: RunArtifacts,
+    memory: MemoryGuard,
+    heartbeat: Callable[[str], None] | None = None,
+) -> tuple[Any, str]:
+    """The run's ``metrics/metrics_*.pickle``."""
+    expected = f"{METRICS_FOLDER}/metrics_{artifacts.run.info.run_name}.pickle"
+    return load_pickle_artifact(artifacts, METRICS_FOLDER, expected, memory, heartbeat)
+
+
+def load_imputation_artifact(
+    artifacts: RunArtifacts,
+    memory: MemoryGuard,
+    heartbeat: Callable[[str], None] | None = None,
+) -> tuple[Any, str]:
+    """The run's ``imputation/imputation_*.pickle``."""
+    expected = f"{IMPUTATION_FOLDER}/{IMPUTATION_FOLDER}_<model>.pickle"
+    return load_pickle_artifact(artifacts, IMPUTATION_FOLDER, expected, memory, heartbeat)
+
+
+def signal_chunks(
+    store: TrackingStore, run: Run, settings: ExtractionSettings
+) -> Iterator[pa.Table]:
+    """The run's ``preprocessed_signals`` rows, a chunk at a time. The imputation pickle is
+    loaded when the first chunk is asked for; all but the signal arrays are dropped at once,
+    and those once the last chunk has been taken."""
+    with store.artifacts(run) as artifacts:
+        data, path = load_imputation_artifact(artifacts, settings.memory, settings.heartbeat)
+    splits = read_signals(data, path)
+    # The rest (a Python string per subject and time point for the codes, raw traces, ...)
+    # need not stay in memory while DuckDB copies the signals.
+    del data
+    methods = imputation_methods(run)
+    for table in signal_tables(splits, run.info.run_id, methods, settings.subject_map, path):
+        settings.memory.check(f"{path} ({table.num_rows} signals)")
+        if settings.heartbeat is not None:
+            settings.heartbeat(f"{path}: inserting {table.num_rows} signals")
+        yield table
+        del table  # inserted by now: keep no reference while the next chunk is built
 
 
 def extract_run(store: TrackingStore, run: Run, settings: ExtractionSettings) -> RunExtraction:
-    """Every table of one run. Bad input raises an exception with a one-line cause."""
+    """Every table of one run. Bad input raises an exception with a one-line cause.
+
+    Imputation signals are a lazy iterable of chunks: they are read as the warehouse inserts
+    them, inside the partition's transaction, so the run's pickle is in memory only then.
+
+    The memory guard runs before each read and names it; ``settings.heartbeat`` is called
+    between the reads (never from a timer: a hung read goes quiet, which the stall sensor sees).
+    The metrics artifact is read first: it is the big read, and a memory failure then names it.
+    """
+    run_id = run.info.run_id
+
+    def beat(what: str) -> None:
+        if settings.heartbeat is not None:
+            settings.heartbeat(f"run {run_id}: {what}")
+
     now = dt.datetime.now(tz=dt.UTC)
-    result = RunExtraction({RUNS: runs_table(run, now), METRIC_HISTORY: store.metric_history(run)})
+    metrics: Any = None
+    path = ""
     if settings.kind == CLASSIFICATION:
         with store.artifacts(run) as artifacts:
-            metrics, path = load_metrics_artifact(artifacts, settings.memory)
+            metrics, path = load_metrics_artifact(artifacts, settings.memory, beat)
+    settings.memory.check(f"reading the metric history of run {run_id}")
+    beat("reading the metric history")
+    history = store.metric_history(run)
+    beat(f"read the metric history ({history.num_rows} points)")
+    result = RunExtraction({RUNS: runs_table(run, now), METRIC_HISTORY: history})
+    if settings.kind == CLASSIFICATION:
         tables, notes = build_stratos_tables(run, metrics, path, settings.subject_map, now)
         del metrics
         result.tables.update(tables)
         result.notes += notes
         row = tables[ESSENTIAL_METRICS].to_pylist()[0]
         result.summary = {k: row[k] for k in ("auroc", "brier_score", "calibration_slope")}
-    settings.memory.check("the end of the run")
+        beat(f"built {len(tables)} STRATOS tables")
+    elif settings.kind == IMPUTATION:
+        result.tables[PREPROCESSED_SIGNALS] = signal_chunks(store, run, settings)
+    settings.memory.check(f"the end of run {run_id}")
     return result

@@ -15,6 +15,7 @@ import dagster as dg
 
 from mlruns_assets.discovery import plan_discovery
 from mlruns_assets.extraction import tables_for_kind
+from mlruns_assets.guardrails import LowDiskSpace, check_free_disk
 from mlruns_assets.instance import open_instance
 from mlruns_assets.partitions import (
     MAX_PARTITIONS_PER_RUN,
@@ -24,6 +25,7 @@ from mlruns_assets.partitions import (
 )
 from mlruns_assets.progress import PROGRESS_LOGGER, format_seconds
 from mlruns_assets.project import ProjectConfig, build_definitions, experiment_kind
+from mlruns_assets.stall_sensor import fail_orphaned_runs, worker_tags
 from mlruns_assets.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse import DuckDBWarehouse
 
@@ -87,14 +89,17 @@ class ProgressBar(logging.Handler):
         self.failures: dict[str, str] = {}
         self.started = time.monotonic()
         self.last_line = 0.0
+        self.bar = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         info = getattr(record, "progress", None)
         if not isinstance(info, dict):
             return
-        if "partition" not in info:  # a heartbeat inside a partition
-            if not self.tty:
-                self.write(record.getMessage())
+        if "partition" not in info:  # a heartbeat inside a partition: what the step is doing
+            if self.tty:  # on the bar's line, overwritten by the next update
+                self.write(f"\r\033[K{self.bar} | {str(info.get('note', ''))[:60]}")
+            else:  # a log file or pipe: the whole line, so a stall shows where it happened
+                self.write(record.getMessage() + "\n")
             return
         self.done += 1
         if info.get("error"):
@@ -108,8 +113,9 @@ class ProgressBar(logging.Handler):
             f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
             f"| {rate:.1f} runs/s | ETA {format_seconds(eta)} | failed {len(self.failures)}"
         )
+        self.bar = line
         if self.tty:
-            self.write("\r" + line + ("\n" if self.done >= self.total else ""))
+            self.write("\r\033[K" + line + ("\n" if self.done >= self.total else ""))
         elif time.monotonic() - self.last_line >= 5 or self.done >= self.total:
             self.last_line = time.monotonic()
             self.write(line + "\n")
@@ -124,28 +130,45 @@ def _materialized(instance: dg.DagsterInstance, slug: str, kind: str) -> set[str
     return set.intersection(*sets) if sets else set()
 
 
+def preflight(config: ProjectConfig, home: Path) -> tuple[TrackingStore, list[ExperimentRef]]:
+    """Checks before any work, each failing with a one-line ``UsageError``: the database path
+    is writable, the disks of the database and the Dagster home have the minimum free space,
+    and the tracking store exists and lists the experiments."""
+    check_database_path(Path(config.database))
+    try:
+        check_free_disk([Path(config.database), home], int(config.min_free_disk_gb * 1e9))
+    except LowDiskSpace as exc:
+        raise UsageError(f"{exc} (--min-free-disk-gb)") from exc
+    try:
+        store = TrackingStore(config.tracking_uri)
+        return store, store.experiments(config.experiments or None)
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def run_extract(
     config: ProjectConfig,
     dagster_home: Path | None = None,
     *,
-    write: Callable[[str], object] = sys.stderr.write,
+    write: Callable[[str], object] | None = None,
     chunk: int = MAX_PARTITIONS_PER_RUN,
 ) -> ExtractSummary:
     """Extract every missing or failed partition of the configured experiments."""
     started = time.monotonic()
+    write = write or sys.stderr.write  # looked up now: the caller may have redirected stderr
     database = Path(config.database)
-    check_database_path(database)
-    try:
-        store = TrackingStore(config.tracking_uri)
-        experiments = store.experiments(config.experiments or None)
-    except RuntimeError as exc:
-        raise UsageError(str(exc)) from exc
     home = dagster_home or database.resolve().parent / ".dagster"
+    store, experiments = preflight(config, home)
     defs = build_definitions(config, experiments)
     warehouse = DuckDBWarehouse(database=config.database)
     summary = ExtractSummary()
     work: list[tuple[ExperimentRef, str, list[list[str]]]] = []
     with open_instance(home) as instance:
+        # Runs left STARTED by an earlier extract that was killed would show as in progress
+        # forever and hold places in the UI's run queue.
+        jobs = [f"{e.slug}_extraction_job" for e in experiments]
+        for line in fail_orphaned_runs(instance, jobs):
+            write(line + "\n")
         for experiment in experiments:
             kind = experiment_kind(config, experiment)
             name = partitions_def_name(experiment)
@@ -181,7 +204,9 @@ def run_extract(
                 for keys in ranges:
                     job.execute_in_process(
                         instance=instance,
-                        tags=range_tags(keys),
+                        # This process is the run's worker from the start (the step tags it
+                        # again): a kill at any moment leaves a run `fail_orphaned_runs` knows.
+                        tags={**range_tags(keys), **worker_tags()},
                         run_config=QUIET_LOGGERS,
                         raise_on_error=False,
                     )

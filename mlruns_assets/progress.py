@@ -71,7 +71,8 @@ class ExtractionProgress:
         text = self.line(note)
         self.emit(text)
         PROGRESS_LOGGER.info(
-            text, extra={"progress": {"done": self.done, "total": self.total, **fields}}
+            text,
+            extra={"progress": {"done": self.done, "total": self.total, "note": note, **fields}},
         )
 
     def partition_done(self, key: str, error: str | None = None) -> None:
@@ -83,6 +84,7 @@ class ExtractionProgress:
             self._emit(f"done {key}", partition=key)
 
     def heartbeat(self, note: str) -> None:
-        """Called by the work loop inside a partition; emits only when a heartbeat is due."""
+        """Called by the work loop between the steps of a partition (never by a timer, so a
+        hung loop goes quiet); emits only when a heartbeat is due."""
         if time.monotonic() - self.last_emit >= self.heartbeat_seconds:
             self._emit(note)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
 from mlruns_assets.assets import build_extraction_asset, extraction_job
-from mlruns_assets.extraction import infer_kind
+from mlruns_assets.demo_traces import build_demo_traces_asset
+from mlruns_assets.extraction import IMPUTATION, infer_kind
 from mlruns_assets.partitions import partitions_def_name
-from mlruns_assets.resources import MlflowTrackingResource
+from mlruns_assets.resources import MlflowTrackingResource, PrivateOutputsResource
 from mlruns_assets.sensors import build_discovery_sensor
 from mlruns_assets.stall_sensor import build_stall_sensor
 from mlruns_assets.tracking import ExperimentRef, TrackingStore
@@ -38,6 +40,17 @@ class ProjectConfig:
     # well above heartbeat_seconds (the step reports at least that often).
     stall_timeout_seconds: float = 90.0
     stall_sensor_interval_seconds: int = 30
+    # Subjects (original or anonymized codes) whose traces go to the private folder.
+    demo_subjects: tuple[str, ...] = ()
+    # Default: private/ beside the database.
+    private_dir: str | None = None
+
+    @property
+    def private_folder(self) -> str:
+        """Where private outputs go: never inside the results database."""
+        return self.private_dir or str(
+            Path(self.database).expanduser().resolve().parent / "private"
+        )
 
     def to_env(self) -> dict[str, str]:
         """Environment for a ``dagster`` process that must build the same definitions."""
@@ -55,6 +68,10 @@ class ProjectConfig:
         }
         if self.subject_map:
             env[f"{ENV_PREFIX}SUBJECT_MAP"] = self.subject_map
+        if self.demo_subjects:
+            env[f"{ENV_PREFIX}DEMO_SUBJECTS"] = ",".join(self.demo_subjects)
+        if self.private_dir:
+            env[f"{ENV_PREFIX}PRIVATE_DIR"] = self.private_dir
         return env
 
     @classmethod
@@ -77,6 +94,8 @@ class ProjectConfig:
             min_free_disk_gb=float(get("MIN_FREE_DISK_GB") or 5.0),
             stall_timeout_seconds=float(get("STALL_TIMEOUT_SECONDS") or 90.0),
             stall_sensor_interval_seconds=int(get("STALL_SENSOR_INTERVAL_SECONDS") or 30),
+            demo_subjects=tuple(c.strip() for c in get("DEMO_SUBJECTS").split(",") if c.strip()),
+            private_dir=get("PRIVATE_DIR") or None,
         )
 
     def resources(self) -> dict[str, object]:
@@ -91,6 +110,9 @@ class ProjectConfig:
             "warehouse": DuckDBWarehouse(
                 database=self.database, min_free_disk_gb=self.min_free_disk_gb
             ),
+            "private_outputs": PrivateOutputsResource(
+                folder=self.private_folder, demo_subjects=list(self.demo_subjects)
+            ),
         }
 
 
@@ -101,7 +123,8 @@ def experiment_kind(config: ProjectConfig, experiment: ExperimentRef) -> str:
 def build_definitions(
     config: ProjectConfig, experiments: list[ExperimentRef] | None = None
 ) -> dg.Definitions:
-    """Assets, jobs and sensors for every configured experiment of the tracking store.
+    """Assets, jobs and sensors for every configured experiment of the tracking store (and a
+    demo traces asset per imputation experiment when demo subjects are configured).
 
     Listing the experiments reads the tracking store once when the code location loads: the
     asset keys depend on it.
@@ -115,6 +138,8 @@ def build_definitions(
         asset = build_extraction_asset(experiment, kind)
         job = extraction_job(experiment, asset)
         assets.append(asset)
+        if kind == IMPUTATION and config.demo_subjects:
+            assets.append(build_demo_traces_asset(experiment))
         jobs.append(job)
         sensors.append(build_discovery_sensor(experiment, kind, job))
         partitions_by_job[job.name] = partitions_def_name(experiment)

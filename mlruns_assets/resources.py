@@ -42,3 +42,21 @@ class MlflowTrackingResource(dg.ConfigurableResource):
         if self._store is None:
             self._store = TrackingStore(self.tracking_uri)
         return self._store
+
+
+class PrivateOutputsResource(dg.ConfigurableResource):
+    """Where outputs that must stay private go (never the results database), and what they are."""
+
+    folder: str = Field(
+        description=(
+            "Private output folder (default: private/ beside the results database). Its files "
+            "carry original subject codes: keep it out of anything published."
+        )
+    )
+    demo_subjects: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Subjects whose raw and imputed traces are exported for figures, by original or "
+            "anonymized code."
+        ),
+    )

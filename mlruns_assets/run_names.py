@@ -1,5 +1,6 @@
-"""Parsing classification run names:
-``{CLASSIFIER}_eval-{metric}__{featurization}__{imputation}__{outlier}``.
+"""Parsing run names: classification runs are
+``{CLASSIFIER}_eval-{metric}__{featurization}__{imputation}__{outlier}``, imputation runs
+``{imputation}__{outlier}``.
 """
 
 from __future__ import annotations
@@ -38,3 +39,12 @@ def parse_run_name(run_name: str | None) -> RunNameParts:
         return parts[i] if len(parts) > i and parts[i] else None
 
     return RunNameParts(classifier, part(1), part(2), part(3))
+
+
+def parse_imputation_run_name(run_name: str | None) -> tuple[str | None, str | None]:
+    """(imputation, outlier) from ``{imputation}__{outlier}``; both None unless the name has
+    exactly these two non-empty parts."""
+    parts = (run_name or "").split("__")
+    if len(parts) != 2 or not all(parts):
+        return None, None
+    return parts[0], parts[1]

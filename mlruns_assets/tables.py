@@ -7,6 +7,7 @@ against them, and the README's table reference is generated from them. Every tab
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,6 +27,10 @@ class TableSpec:
     @property
     def column_names(self) -> list[str]:
         return list(self.schema.names)
+
+
+# What a partition commit takes for one table: the whole Arrow table, or its chunks in order.
+TableData = pa.Table | Iterable[pa.Table]
 
 
 def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field:

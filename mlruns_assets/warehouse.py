@@ -9,15 +9,15 @@ but it departs from dagster-duckdb's IO manager for writes, because that IO mana
   each partition on its own;
 - retries the lock with un-jittered backoff, so concurrent writers retry in lock-step.
 Here each partition is one transaction over all of its tables: delete the run's rows, insert the
-Arrow tables BY NAME, commit. A crash leaves either the old rows or the new ones.
+Arrow tables BY NAME (a large table chunk by chunk), commit. A crash leaves either the old rows or
+the new ones.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,17 @@ import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from mlruns_assets.tables import TableSpec, create_table_sql
+from mlruns_assets.tables import TableData, TableSpec, create_table_sql
 
 _LOCK_MARKERS = ("lock", "Conflicting lock", "different configuration")
+# Measured on partitions of 300-507 signals x 1,981 points (DuckDB 2.0):
+# - Every partition commit appends a new small row group, and by default the checkpoint at close
+#   "vacuums" by rewriting trailing small row groups into bigger ones: memory then grows with the
+#   table (0.6-1.5 GB spikes after ~50 partitions), not with the partition. Without vacuum tasks
+#   each partition keeps its own row groups; a replaced or removed one's are dropped whole.
+# - DuckDB's worker threads allocate in their own malloc arenas, which fragment: a step's RSS
+#   crept ~3 MB per partition. One thread keeps it flat; the per-partition work is small.
+STORAGE_SETTINGS: dict[str, Any] = {"max_vacuum_tasks": 0, "threads": 1}
 
 
 class DatabaseLockTimeout(RuntimeError):
@@ -46,18 +54,23 @@ def connect_with_retry(
     read_only: bool = False,
     timeout_seconds: float = 300.0,
     config: Mapping[str, Any] | None = None,
+    on_wait: Callable[[float], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open ``database``, retrying while another process holds its lock.
 
     DuckDB allows one writing process per file, and a read-only open fails while another process
     writes. Waits use full-jitter exponential backoff (capped at 2 s) so that several writers
     do not retry in lock-step; after ``timeout_seconds`` a ``DatabaseLockTimeout`` names the file.
+    ``on_wait(seconds waited so far)`` is called before each retry: a step waiting for the lock
+    is alive and says so (the stall sensor would otherwise take it for hung).
     """
-    deadline = time.monotonic() + timeout_seconds
+    started = time.monotonic()
+    deadline = started + timeout_seconds
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(database, read_only=read_only, config=dict(config or {}))
+            settings = {**STORAGE_SETTINGS, **(config or {})}
+            return duckdb.connect(database, read_only=read_only, config=settings)
         except (duckdb.IOException, duckdb.ConnectionException, RuntimeError) as exc:
             if not _is_lock_error(exc):
                 raise
@@ -66,6 +79,8 @@ def connect_with_retry(
                     f"database {database} stayed locked by another process for "
                     f"{timeout_seconds:.0f} s: {str(exc).splitlines()[0]}"
                 ) from exc
+        if on_wait is not None:
+            on_wait(time.monotonic() - started)
         time.sleep(random.uniform(0, delay))
         delay = min(delay * 2, 2.0)
 
@@ -78,35 +93,53 @@ def ensure_tables(
         conn.execute(create_table_sql(schema_name, spec))
 
 
+def insert_chunks(conn: duckdb.DuckDBPyConnection, target: str, chunks: Iterable[pa.Table]) -> int:
+    """Insert Arrow tables BY NAME one after another; returns the rows inserted.
+
+    Each chunk is released before the next is asked for, so a lazy iterable never has more than
+    one chunk alive here. The chunk is read through DuckDB's replacement scan of a local
+    variable: a ``register``-ed view would be kept alive (with its chunk) until the commit even
+    after ``unregister``, and ``from_arrow(...).query`` hides a failed insert's real error."""
+    rows = 0
+    for chunk in chunks:
+        if chunk.num_rows:
+            _insert_by_name(conn, target, chunk)
+        rows += chunk.num_rows
+        del chunk
+    return rows
+
+
+def _insert_by_name(
+    conn: duckdb.DuckDBPyConnection, target: str, mlruns_assets_incoming: pa.Table
+) -> None:
+    # DuckDB finds the table among this frame's locals by its (unlikely table) name; the frame,
+    # and the snapshot of its locals that the lookup takes, go away on return.
+    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM mlruns_assets_incoming")
+
+
 def replace_partition(
     conn: duckdb.DuckDBPyConnection,
     schema_name: str,
     run_id: str,
-    tables: Mapping[TableSpec, pa.Table],
+    tables: Mapping[TableSpec, TableData],
     validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> dict[str, int]:
     """Replace one run's rows in every given table, in one transaction. Returns rows per table.
 
-    ``validate`` runs inside the transaction after the inserts; if it raises, nothing of the run
-    changes. An empty table still deletes the run's old rows: the partition then holds nothing,
-    as the latest extraction says.
+    A table's value is an Arrow table or an iterable of Arrow tables (chunks, read lazily inside
+    the transaction). ``validate`` runs inside the transaction after the inserts; if it (or a
+    chunk) raises, nothing of the run changes. An empty table still deletes the run's old rows:
+    the partition then holds nothing, as the latest extraction says.
     """
     ensure_tables(conn, schema_name, list(tables))
     rows: dict[str, int] = {}
     conn.begin()
     try:
-        for spec, table in tables.items():
+        for spec, data in tables.items():
             target = f'"{schema_name}"."{spec.name}"'
             conn.execute(f"DELETE FROM {target} WHERE run_id = ?", [run_id])
-            if table.num_rows:
-                conn.register("incoming_rows", table)
-                try:
-                    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming_rows")
-                finally:
-                    # An aborted transaction refuses even this; the real error is raised.
-                    with contextlib.suppress(duckdb.Error):
-                        conn.unregister("incoming_rows")
-            rows[spec.name] = table.num_rows  # bounded: one count per table
+            chunks = (data,) if isinstance(data, pa.Table) else data
+            rows[spec.name] = insert_chunks(conn, target, chunks)  # bounded: one count per table
         if validate is not None:
             validate(conn)
         conn.commit()
@@ -149,15 +182,22 @@ class DuckDBWarehouse(DuckDBResource):
         default=300.0,
         description="How long to wait for another process's lock on the database file.",
     )
+    min_free_disk_gb: float = Field(
+        default=5.0,
+        description="An extraction step fails at once when the database's disk has less free.",
+    )
 
     @contextmanager
-    def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:  # type: ignore[override]
+    def get_connection(  # type: ignore[override]
+        self, read_only: bool = False, on_wait: Callable[[float], None] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         conn = connect_with_retry(
             self.database,
             read_only=read_only,
             timeout_seconds=self.lock_timeout_seconds,
             config=self.connection_config,
+            on_wait=on_wait,
         )
         try:
             yield conn
@@ -168,11 +208,12 @@ class DuckDBWarehouse(DuckDBResource):
         self,
         schema_name: str,
         run_id: str,
-        tables: Mapping[TableSpec, pa.Table],
+        tables: Mapping[TableSpec, TableData],
         validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> dict[str, int]:
         """Open, replace the run's rows in one transaction, close (so other writers get a turn)."""
-        with self.get_connection() as conn:
+        with self.get_connection(on_wait=on_wait) as conn:
             return replace_partition(conn, schema_name, run_id, tables, validate)
 
     def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:

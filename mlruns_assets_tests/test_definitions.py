@@ -129,6 +129,7 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
         assert {k for k in keys if k[0] == "imputation"} == {
             ("imputation", "runs"),
             ("imputation", "metric_history"),
+            ("imputation", "preprocessed_signals"),
         }
 
         graph = defs.resolve_asset_graph()
@@ -140,7 +141,11 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
         jobs = {j.name for j in defs.jobs or []}
         assert jobs == {"classification_extraction_job", "imputation_extraction_job"}
         sensors = {s.name: s for s in defs.sensors or []}
-        assert set(sensors) == {"classification_discovery_sensor", "imputation_discovery_sensor"}
+        assert set(sensors) == {
+            "classification_discovery_sensor",
+            "imputation_discovery_sensor",
+            "extraction_stall_sensor",
+        }
         for slug in ("classification", "imputation"):
             assert sensors[f"{slug}_discovery_sensor"].job_name == f"{slug}_extraction_job"
             job = defs.resolve_job_def(f"{slug}_extraction_job")

@@ -183,7 +183,7 @@ def rows_by_run(database: Path, table: str) -> dict[str, int]:
 def test_definitions_have_one_discovery_sensor_targeting_the_job(store: Store) -> None:
     defs = build_definitions(store.config())
     sensor = defs.resolve_sensor_def(SENSOR)
-    assert [s.name for s in defs.sensors] == [SENSOR]
+    assert [s.name for s in defs.sensors] == [SENSOR, "extraction_stall_sensor"]
     assert sensor.job_name == "generic_extraction_job"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert set(sensor.required_resource_keys) == {"mlflow_tracking", "warehouse"}

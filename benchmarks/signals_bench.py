@@ -1,0 +1,307 @@
+"""Signals benchmark (issue 5): one seed-shaped imputation store, extracted three ways.
+
+    uv run python benchmarks/signals_bench.py --runs 20 --subjects 507 --length 1981 \
+        --out benchmarks/out/signals.json
+
+Variants, each in a fresh child process on a fresh database, side by side on the same store:
+  (a) row-by-row  REFERENCE ONLY, the original exporter's approach: per subject
+                  ``conn.execute("INSERT ... VALUES (?, ...)", [..., signal.tolist()])``
+                  (one transaction per run, which is kinder to it than autocommit)
+  (b) floor       the same pickle reads, then one Arrow append per split (a transaction and a
+                  connection per run, as the warehouse), no Dagster
+  (c) extract     ``mlruns-assets extract`` (Dagster, per-partition commits and checks)
+plus (c) on stores restricted to fewer runs (--scaling) and on a same-shaped store of 2-subject
+pickles (the extract's fixed cost, with next to no signal data).
+
+Peak RSS: a tiny launcher (``python -S``) forks and execs each child and reads the child's
+``ru_maxrss`` from ``wait4``. Spawning children straight from this process would not do: on
+Linux a child started by vfork/fork + exec inherits its parent's high-water mark in
+``ru_maxrss``, so every child would "peak" at this process's size. Each variant's import
+baseline is the peak of a child that only imports what the variant imports.
+Both pickle reads use the allow-list unpickler: the variants differ in how rows are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run
+
+# Imported by every child too, so the import baselines include them.
+from mlruns_assets.demo import write_demo_store
+from mlruns_assets.extraction import load_imputation_artifact
+from mlruns_assets.guardrails import MemoryGuard
+from mlruns_assets.tracking import TrackingStore
+
+MB = 1e6
+TABLE_DDL = """CREATE TABLE IF NOT EXISTS preprocessed_signals (
+  run_id VARCHAR NOT NULL, imputation_method VARCHAR, outlier_method VARCHAR,
+  split VARCHAR NOT NULL, subject_code VARCHAR NOT NULL,
+  time_vector DOUBLE[] NOT NULL, signal DOUBLE[] NOT NULL)"""
+LAUNCHER = """import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"maxrss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measure(command: list[str]) -> dict[str, Any]:
+    """Wall time, CPU time and peak RSS of one command run to completion."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, result.name, *command],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"{command[:4]} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        usage = json.loads(Path(result.name).read_text())
+    return {"wall_s": wall, "cpu_s": usage["cpu_s"], "peak_rss": usage["maxrss_kb"] * 1024}
+
+
+# --------------------------------------------------------------------------- workers (children)
+def _runs(tracking_uri: str) -> tuple[TrackingStore, Iterator[Run]]:
+    store = TrackingStore(tracking_uri)
+    experiment = store.experiments(["Imputation"])[0]
+    return store, store.iter_runs(experiment.experiment_id)
+
+
+def _load(store: TrackingStore, run: Run) -> tuple[Any, str]:
+    with store.artifacts(run) as artifacts:
+        return load_imputation_artifact(artifacts, MemoryGuard(None))
+
+
+def worker_row_by_row(args: argparse.Namespace) -> None:
+    """(a) REFERENCE ONLY: the seed exporter's row-by-row INSERTs with ``.tolist()``."""
+    import duckdb
+    import numpy as np
+
+    from mlruns_assets.subjects import load_subject_map
+
+    if args.imports_only:
+        return
+    mapping = load_subject_map(args.subject_map) if args.subject_map else {}
+    store, runs = _runs(args.tracking_uri)
+    conn = duckdb.connect(args.db)
+    conn.execute(TABLE_DDL)
+    for run in runs:
+        data, _ = _load(store, run)
+        params = run.data.params
+        conn.begin()
+        for split, df in data["source_data"]["df"].items():
+            codes = np.asarray(df["metadata"]["subject_code"])[:, 0]
+            time_ = df["time"]["time"]
+            mean = data["model_artifacts"]["imputation"][split]["imputation_dict"]["imputation"]
+            signal = mean["mean"][:, :, 0]
+            for i, code in enumerate(codes):
+                conn.execute(
+                    "INSERT INTO preprocessed_signals VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        run.info.run_id,
+                        params.get("imputation_source"),
+                        params.get("anomaly_source"),
+                        split,
+                        mapping.get(str(code), str(code)),
+                        time_[i].tolist(),
+                        signal[i].tolist(),
+                    ],
+                )
+        conn.commit()
+        del data
+    conn.close()
+
+
+def worker_floor(args: argparse.Namespace) -> None:
+    """(b) The project's pickle reads and Arrow tables, one append per split, no Dagster."""
+    import duckdb
+
+    from mlruns_assets.signals import imputation_methods, read_signals, signal_tables
+    from mlruns_assets.subjects import load_subject_map
+    from mlruns_assets.warehouse import STORAGE_SETTINGS, insert_chunks
+
+    if args.imports_only:
+        return
+    mapping = load_subject_map(args.subject_map) if args.subject_map else None
+    store, runs = _runs(args.tracking_uri)
+    with duckdb.connect(args.db) as conn:
+        conn.execute(TABLE_DDL)
+    for run in runs:
+        data, path = _load(store, run)
+        splits = read_signals(data, path)
+        del data
+        run_id, methods = run.info.run_id, imputation_methods(run)
+        # A connection per run, as the warehouse does: DuckDB keeps what it read until closed.
+        with duckdb.connect(args.db, config=STORAGE_SETTINGS) as conn:
+            conn.begin()
+            conn.execute("DELETE FROM preprocessed_signals WHERE run_id = ?", [run_id])
+            for table in signal_tables(splits, run_id, methods, mapping, path, 10**9):
+                insert_chunks(conn, "preprocessed_signals", [table])
+            conn.commit()
+
+
+# --------------------------------------------------------------------------- the parent
+def _store_stats(path: Path, tracking_uri: str) -> dict[str, Any]:
+    pickles = sorted(path.rglob("imputation_*.pickle"))
+    return {
+        "tracking_uri": tracking_uri,
+        "pickles": len(pickles),
+        "largest_pickle_bytes": max(p.stat().st_size for p in pickles),
+        "total_pickle_bytes": sum(p.stat().st_size for p in pickles),
+    }
+
+
+def restricted_store(source: Path, target: Path, keep: int) -> str:
+    """A copy of the store's run database in which only the first ``keep`` runs are active (the
+    others are deleted in MLflow, so extraction skips them); artifacts are shared."""
+    target.mkdir(parents=True)
+    shutil.copy(source / "mlflow.db", target / "mlflow.db")
+    uri = f"sqlite:///{target / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("Imputation")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    for run in runs[keep:]:
+        client.delete_run(run.info.run_id)
+    return uri
+
+
+def extract_command(uri: str, db: Path, subject_map: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "mlruns_assets.cli", "extract", "--tracking-uri", uri,
+        "--db", str(db), "--dagster-home", str(db.parent / f"{db.stem}.dagster"),
+        "--experiment", "Imputation", "--subject-map", str(subject_map),
+    ]  # fmt: skip
+
+
+def _row(name: str, m: dict[str, Any], baseline: int, rows: int, stats: dict, t: int) -> dict:
+    above = m["peak_rss"] - baseline
+    signal_bytes = rows * t * 8 * 2  # signal + time vector values written
+    return {
+        "variant": name,
+        "wall_s": round(m["wall_s"], 2),
+        "cpu_s": round(m["cpu_s"], 2),
+        "rows": rows,
+        "signal_mb": round(signal_bytes / MB, 1),
+        "mb_per_s": round(signal_bytes / MB / m["wall_s"], 2),
+        "peak_rss_mb": round(m["peak_rss"] / MB, 1),
+        "import_baseline_mb": round(baseline / MB, 1),
+        "above_baseline_mb": round(above / MB, 1),
+        "largest_pickle_mb": round(stats["largest_pickle_bytes"] / MB, 1),
+        "peak_over_largest_pickle": round(above / stats["largest_pickle_bytes"], 2),
+    }
+
+
+def _count(db: Path, schema: str) -> int:
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as conn:
+        found = conn.execute(f"SELECT count(*) FROM {schema}.preprocessed_signals").fetchone()
+    return int(found[0]) if found else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="imputation runs (at most 20)")
+    parser.add_argument("--subjects", type=int, default=507)
+    parser.add_argument("--length", type=int, default=1981)
+    parser.add_argument("--scaling", default="10", help="comma-separated run counts for (c)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/signals.json"))
+    parser.add_argument("--workdir", type=Path, help="keep the stores here (default: temporary)")
+    parser.add_argument("--worker", choices=["row_by_row", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--subject-map", help=argparse.SUPPRESS)
+    parser.add_argument("--imports-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        {"row_by_row": worker_row_by_row, "floor": worker_floor}[args.worker](args)
+        return
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="signals-bench-"))
+    try:
+        report = run_benchmark(args, work.resolve())
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
+    print(f"\nreport: {args.out}")
+
+
+def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    shape = {"runs": 0, "imputation_runs": args.runs, "signal_length": args.length}
+    store = write_demo_store(work / "store", imputation_subjects=args.subjects, **shape)
+    written = time.perf_counter() - started
+    stats = _store_stats(work / "store", store.tracking_uri)
+    me = [sys.executable, str(Path(__file__).resolve())]
+    common = ["--tracking-uri", store.tracking_uri, "--subject-map", str(store.subject_map_path)]
+    rows = []  # bounded: one row per variant
+
+    def add(label: str, command: list[str], baseline: int, db: Path, schema: str) -> None:
+        m = measure(command)
+        rows.append(_row(label, m, baseline, _count(db, schema), stats, args.length))
+
+    for name, label in (("row_by_row", "(a) row-by-row [reference]"), ("floor", "(b) floor")):
+        base = measure([*me, "--worker", name, *common, "--db", "x", "--imports-only"])
+        db = work / f"{name}.duckdb"
+        add(label, [*me, "--worker", name, *common, "--db", str(db)], base["peak_rss"], db, "main")
+    imports = ["-c", "import mlruns_assets.cli, mlruns_assets.headless"]
+    base_extract = measure([sys.executable, *imports])["peak_rss"]
+    db = work / "extract.duckdb"
+    command = extract_command(store.tracking_uri, db, store.subject_map_path)
+    add(f"(c) extract, {args.runs} runs", command, base_extract, db, "imputation")
+    for n in [int(v) for v in args.scaling.split(",") if v]:
+        uri, db = restricted_store(work / "store", work / f"store_{n}", n), work / f"x{n}.duckdb"
+        command = extract_command(uri, db, store.subject_map_path)
+        add(f"(c) extract, {n} runs", command, base_extract, db, "imputation")
+    # The same extract with 2 subjects per pickle: its fixed cost, with next to no signal data.
+    tiny = write_demo_store(work / "tiny", imputation_subjects=2, **shape)
+    db = work / "tiny.duckdb"
+    command = extract_command(tiny.tracking_uri, db, tiny.subject_map_path)
+    add(f"(c) extract, {args.runs} runs x 2 subjects", command, base_extract, db, "imputation")
+    fixed, full = rows[-1]["peak_rss_mb"], rows[2]["peak_rss_mb"]
+    return {
+        "config": {"runs": args.runs, "subjects": args.subjects, "length": args.length},
+        "store": {**stats, "write_s": round(written, 1)},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "variants": rows,
+        "extract_data_peak_mb": round(full - fixed, 1),
+        "extract_data_peak_over_largest_pickle": round(
+            (full - fixed) * MB / stats["largest_pickle_bytes"], 2
+        ),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    cols = ["variant", "wall_s", "mb_per_s", "rows", "peak_rss_mb", "import_baseline_mb",
+            "above_baseline_mb", "largest_pickle_mb", "peak_over_largest_pickle"]  # fmt: skip
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in report["variants"]]
+    lines.append(
+        f"\n(c) peak above the same extract on 2-subject pickles: "
+        f"{report['extract_data_peak_mb']} MB = "
+        f"{report['extract_data_peak_over_largest_pickle']} x the largest pickle"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
