@@ -134,7 +134,7 @@ def worker_floor(args: argparse.Namespace) -> None:
 
     from mlruns_assets.signals import imputation_methods, read_signals, signal_tables
     from mlruns_assets.subjects import load_subject_map
-    from mlruns_assets.warehouse import STORAGE_SETTINGS, insert_chunks
+    from mlruns_assets.warehouse import BULK_SETTINGS, STORAGE_SETTINGS, insert_chunks
 
     if args.imports_only:
         return
@@ -148,7 +148,7 @@ def worker_floor(args: argparse.Namespace) -> None:
         del data
         run_id, methods = run.info.run_id, imputation_methods(run)
         # A connection per run, as the warehouse does: DuckDB keeps what it read until closed.
-        with duckdb.connect(args.db, config=STORAGE_SETTINGS) as conn:
+        with duckdb.connect(args.db, config={**STORAGE_SETTINGS, **BULK_SETTINGS}) as conn:
             conn.begin()
             conn.execute("DELETE FROM preprocessed_signals WHERE run_id = ?", [run_id])
             for table in signal_tables(splits, run_id, methods, mapping, path, 10**9):

@@ -30,14 +30,16 @@ from pydantic import Field
 from mlruns_assets.tables import TableData, TableSpec, create_table_sql
 
 _LOCK_MARKERS = ("lock", "Conflicting lock", "different configuration")
-# Measured on partitions of 300-507 signals x 1,981 points (DuckDB 2.0):
-# - Every partition commit appends a new small row group, and by default the checkpoint at close
-#   "vacuums" by rewriting trailing small row groups into bigger ones: memory then grows with the
-#   table (0.6-1.5 GB spikes after ~50 partitions), not with the partition. Without vacuum tasks
-#   each partition keeps its own row groups; a replaced or removed one's are dropped whole.
-# - DuckDB's worker threads allocate in their own malloc arenas, which fragment: a step's RSS
-#   crept ~3 MB per partition. One thread keeps it flat; the per-partition work is small.
-STORAGE_SETTINGS: dict[str, Any] = {"max_vacuum_tasks": 0, "threads": 1}
+# Measured (DuckDB 2.0): DuckDB's worker threads allocate in their own malloc arenas, which
+# fragment: a step's RSS crept ~3 MB per partition. One thread keeps it flat; the per-partition
+# work is small.
+STORAGE_SETTINGS: dict[str, Any] = {"threads": 1}
+# For partitions streamed in chunks (signal arrays, 300-507 signals x 1,981 points): by default
+# the checkpoint at close "vacuums" by rewriting trailing row groups into bigger ones, and memory
+# then grows with the table (0.6-1.5 GB spikes after ~50 partitions). Such partitions fill whole
+# blocks, so they skip it. Small partitions must not: without vacuum each commit keeps its own
+# partly filled blocks per column, and the file grew ~7x over 14 classification runs.
+BULK_SETTINGS: dict[str, Any] = {"max_vacuum_tasks": 0}
 
 
 class DatabaseLockTimeout(RuntimeError):
@@ -189,14 +191,17 @@ class DuckDBWarehouse(DuckDBResource):
 
     @contextmanager
     def get_connection(  # type: ignore[override]
-        self, read_only: bool = False, on_wait: Callable[[float], None] | None = None
+        self,
+        read_only: bool = False,
+        on_wait: Callable[[float], None] | None = None,
+        bulk: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         conn = connect_with_retry(
             self.database,
             read_only=read_only,
             timeout_seconds=self.lock_timeout_seconds,
-            config=self.connection_config,
+            config={**(BULK_SETTINGS if bulk else {}), **self.connection_config},
             on_wait=on_wait,
         )
         try:
@@ -213,7 +218,8 @@ class DuckDBWarehouse(DuckDBResource):
         on_wait: Callable[[float], None] | None = None,
     ) -> dict[str, int]:
         """Open, replace the run's rows in one transaction, close (so other writers get a turn)."""
-        with self.get_connection(on_wait=on_wait) as conn:
+        bulk = any(not isinstance(t, pa.Table) for t in tables.values())
+        with self.get_connection(on_wait=on_wait, bulk=bulk) as conn:
             return replace_partition(conn, schema_name, run_id, tables, validate)
 
     def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:
