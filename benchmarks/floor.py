@@ -1,0 +1,108 @@
+"""Variant (b) of the benchmark: the project's extraction work without Dagster (the floor).
+
+The same calls ``mlruns_assets.extraction.extract_run`` makes (run row, metric history,
+``load_metrics_artifact`` with the allow-list unpickler, ``build_stratos_tables``), timed one by
+one, then one Arrow transaction per run through ``mlruns_assets.warehouse.replace_partition``
+with the same in-transaction validation as the extraction asset (``reject_invalid_run``). One
+DuckDB connection for the whole loop; no Dagster instance, no events.
+
+    python benchmarks/floor.py --tracking-uri URI --experiment NAME --db PATH
+        [--subject-map CSV] [--imports-only]
+
+Prints one JSON line: runs, seconds and the time per phase (summed over runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import duckdb
+
+from mlruns_assets.assets import reject_invalid_run
+from mlruns_assets.extraction import (
+    CLASSIFICATION,
+    load_metrics_artifact,
+    runs_table,
+    tables_for_kind,
+)
+from mlruns_assets.guardrails import MemoryGuard
+from mlruns_assets.stratos_tables import build_stratos_tables
+from mlruns_assets.subjects import load_subject_map
+from mlruns_assets.tracking import TrackingStore, exclusion_reason
+from mlruns_assets.warehouse import connect_with_retry, replace_partition
+
+PHASES = ("runs_row", "metric_history", "load_artifact", "build_tables", "insert", "validate")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--subject-map")
+    parser.add_argument("--max-memory-gb", type=float, default=4.0)
+    parser.add_argument("--imports-only", action="store_true", help="import, then exit")
+    args = parser.parse_args(argv)
+    if args.imports_only:
+        return 0
+    started = time.perf_counter()
+    store = TrackingStore(args.tracking_uri)
+    (experiment,) = store.experiments([args.experiment])
+    slug, specs = experiment.slug, tables_for_kind(CLASSIFICATION)
+    subject_map = load_subject_map(args.subject_map) if args.subject_map else None
+    memory = MemoryGuard(int(args.max_memory_gb * 1e9))
+    spent = dict.fromkeys(PHASES, 0.0)
+    done = 0
+    conn = connect_with_retry(args.db)
+
+    def timed_validate(run_id: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+        check = partial(reject_invalid_run, slug, specs, run_id)
+
+        def validate(c: duckdb.DuckDBPyConnection) -> None:
+            t = time.perf_counter()
+            check(c)
+            spent["validate"] += time.perf_counter() - t
+
+        return validate
+
+    try:
+        for run in store.iter_runs(experiment.experiment_id, order_by=["attributes.end_time ASC"]):
+            if exclusion_reason(run, experiment.name, ("FINISHED",)) is not None:
+                continue
+            t0 = time.perf_counter()
+            now = dt.datetime.now(tz=dt.UTC)
+            memory.check(f"the start of run {run.info.run_id}")
+            tables = {specs[0]: runs_table(run, now)}
+            t1 = time.perf_counter()
+            tables[specs[1]] = store.metric_history(run)
+            t2 = time.perf_counter()
+            with store.artifacts(run) as artifacts:
+                metrics, path = load_metrics_artifact(artifacts, memory)
+            t3 = time.perf_counter()
+            stratos_tables, _ = build_stratos_tables(run, metrics, path, subject_map, now)
+            del metrics
+            tables.update(stratos_tables)
+            t4 = time.perf_counter()
+            validated_before = spent["validate"]
+            replace_partition(conn, slug, run.info.run_id, tables, timed_validate(run.info.run_id))
+            t5 = time.perf_counter()
+            spent["runs_row"] += t1 - t0
+            spent["metric_history"] += t2 - t1
+            spent["load_artifact"] += t3 - t2
+            spent["build_tables"] += t4 - t3
+            spent["insert"] += (t5 - t4) - (spent["validate"] - validated_before)
+            done += 1
+    finally:
+        conn.close()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"runs": done, "seconds": seconds, "phases_s": spent}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
