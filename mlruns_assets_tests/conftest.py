@@ -12,7 +12,9 @@ import pytest
 from mlruns_assets.cli import main
 from mlruns_assets.demo import DemoStore, write_demo_store
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# The case study published with the STRATOS paper (894 patients), copied from the project's
+# shared reference so the tests need nothing outside the repository.
+CASE_STUDY = Path(__file__).resolve().parent / "data" / "stratos_case_study.txt"
 
 
 @dataclass(frozen=True)

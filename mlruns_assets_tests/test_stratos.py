@@ -10,7 +10,7 @@ import pytest
 
 from mlruns_assets import stratos as s
 
-CASE_STUDY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "stratos_case_study.txt"
+CASE_STUDY = Path(__file__).resolve().parent / "data" / "stratos_case_study.txt"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import duckdb
 import mlflow
 import numpy as np
 import pytest
-from conftest import REFERENCE, run_cli
+from conftest import CASE_STUDY, run_cli
 
 from mlruns_assets.demo import build_metrics_pickle, log_classification_run, tracking_uri_for
 from mlruns_assets.errors import ExtractionError
@@ -51,7 +51,7 @@ def _fake_run(name: str = "CATBOOST_eval-auc__simple1.0__SAITS__pupil-gt") -> ml
 def test_case_study_run_extracts_the_published_values(tmp_path: Path) -> None:
     """A run built from the published case study in the seed layout, through the real
     tracking store and ``extract``, reproduces stratos.md to 1e-5."""
-    y, p = read_case_study(REFERENCE / "stratos_case_study.txt")
+    y, p = read_case_study(CASE_STUDY)
     store = tmp_path / "store"
     store.mkdir()
     uri = tracking_uri_for(store, "sqlite")
