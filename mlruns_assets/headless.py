@@ -53,11 +53,9 @@ class ExtractSummary:
             f"materialized), excluded {len(self.excluded)}, failed {len(self.failed)}, "
             f"removed {len(self.removed)} in {self.seconds:.1f} s"
         ]
-        reasons: dict[str, int] = {}
+        reasons: dict[str, int] = {}  # bounded: one counter per exclusion reason
         for reason in self.excluded.values():
-            reasons[reason] = (
-                reasons.get(reason, 0) + 1
-            )  # bounded: one counter per exclusion reason
+            reasons[reason] = reasons.get(reason, 0) + 1
         if reasons:
             out.append("excluded: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
         out += [f"FAILED {cause}" for cause in self.failed.values()]
@@ -162,7 +160,7 @@ def run_extract(
     defs = build_definitions(config, experiments)
     warehouse = DuckDBWarehouse(database=config.database)
     summary = ExtractSummary()
-    work: list[tuple[ExperimentRef, str, list[list[str]]]] = []
+    work: list[tuple[ExperimentRef, str, list[list[str]]]] = []  # bounded: one per experiment
     with open_instance(home) as instance:
         # Runs left STARTED by an earlier extract that was killed would show as in progress
         # forever and hold places in the UI's run queue.
@@ -191,9 +189,7 @@ def run_extract(
             done = _materialized(instance, experiment.slug, kind)
             todo = set(ordered) - done
             summary.skipped += len(set(ordered) & done)
-            work.append(
-                (experiment, kind, contiguous_ranges(ordered, todo, chunk))
-            )  # bounded: one entry per experiment
+            work.append((experiment, kind, contiguous_ranges(ordered, todo, chunk)))
         total = sum(len(r) for _, _, ranges in work for r in ranges)
         bar = ProgressBar(total, write, tty=hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
         PROGRESS_LOGGER.addHandler(bar)
