@@ -721,7 +721,6 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "code": code_fingerprint(),
         "variants": {},
         "sweep": [],
     }
@@ -734,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
             "largest_artifact_mb": largest_artifact(store) / MB,
             "runs": len(store.run_ids),
         }
+        # The measured code: fingerprinted once the store is written, checked again at the end.
+        report["code"] = code_fingerprint()
         log("import and ready baselines")
         base = baselines(store, workdir / "ready_home")
         report["baselines_mb"] = {
