@@ -78,8 +78,10 @@ def code_fingerprint() -> dict[str, Any]:
     """What code was measured: HEAD, files changed since, and a hash of the package's sources
     (compared at the end: other people edit the tree while benchmarks run)."""
     digest = hashlib.sha256()
+    files: dict[str, str] = {}
     for path in sorted((HERE.parent / "mlruns_assets").glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
+        files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
     def git(*args: str) -> str:
         try:
@@ -94,6 +96,7 @@ def code_fingerprint() -> dict[str, Any]:
         "head": git("rev-parse", "--short", "HEAD"),
         "modified_since_head": git("status", "--porcelain", "--", "mlruns_assets").splitlines(),
         "package_sha256": digest.hexdigest()[:16],
+        "files_sha256": files,
     }
 
 
@@ -484,8 +487,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['store']['largest_artifact_mb']:.1f} MB; store written in "
         f"{report['store']['generate_s']:.0f} s. Code: {report['code']['head']} + "
         f"{len(report['code']['modified_since_head'])} modified package files (sources hash "
-        f"{report['code']['package_sha256']}, changed during the run: "
-        f"{report['code'].get('changed_during_run')}).",
+        f"{report['code']['package_sha256']}; package files changed during the run: "
+        f"{', '.join(report['code'].get('changed_during_run') or []) or 'none'}).",
         "",
         "Import MB: peak RSS of a process that only imports what the variant imports. Ready "
         "MB: one that also sets up what the variant uses before its first run (MLflow's "
@@ -841,8 +844,9 @@ def main(argv: list[str] | None = None) -> int:
 
         report["targets"] = evaluate_targets(report)
         report["config"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        after = code_fingerprint()["package_sha256"]
-        report["code"]["changed_during_run"] = after != report["code"]["package_sha256"]
+        before, after = report["code"]["files_sha256"], code_fingerprint()["files_sha256"]
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        report["code"]["changed_during_run"] = changed
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
