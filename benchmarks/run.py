@@ -639,23 +639,31 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
     for variant, label, marker in (("b", "(b) floor", "o"), ("c", "(c) extract", "s")):
         points = sorted(
-            (p["runs"], p["wall_s"], p["peak_above_import_mb"])
+            (p["runs"], p["wall_s"], p["peak_above_import_mb"], p["peak_above_ready_mb"])
             for p in report["sweep"]
             if p["variant"] == variant
         )
         if not points:
             continue
-        n, t, m = zip(*points, strict=True)
-        ax_t.plot(n, t, marker=marker, label=label)
-        ax_m.plot(n, m, marker=marker, label=label)
+        n, t, m, r = zip(*points, strict=True)
+        (line,) = ax_t.plot(n, t, marker=marker, label=label)
+        ax_m.plot(n, m, marker=marker, color=line.get_color(), label=f"{label}, above import")
+        ax_m.plot(
+            n,
+            r,
+            marker=marker,
+            color=line.get_color(),
+            linestyle=":",
+            label=f"{label}, above ready",
+        )
     artifact = report["store"]["largest_artifact_mb"]
     ax_m.axhline(3 * artifact, color="grey", linestyle="--", label="3x largest artifact")
     ax_t.set(xlabel="runs (N)", ylabel="wall time (s)", title="Time vs N")
-    ax_m.set(xlabel="runs (N)", ylabel="peak RSS above import (MB)", title="Peak RSS vs N")
+    ax_m.set(xlabel="runs (N)", ylabel="peak RSS above baseline (MB)", title="Peak RSS vs N")
     ax_m.set_ylim(bottom=0)
     for ax in (ax_t, ax_m):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     cfg = report["config"]
     fig.suptitle(f"mlruns-assets extraction, B={cfg['bootstraps']} (2-core shared machine)")
     fig.tight_layout()
