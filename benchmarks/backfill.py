@@ -31,7 +31,7 @@ import dagster as dg
 from measure import MB, TreeSampler, start_group, stop_group
 
 from mlruns_assets.discovery import plan_discovery
-from mlruns_assets.extraction import CLASSIFICATION, tables_for_kind
+from mlruns_assets.extraction import CLASSIFICATION, assets_for_kind
 from mlruns_assets.instance import open_instance, prepare_dagster_home
 from mlruns_assets.partitions import partitions_def_name
 from mlruns_assets.project import ProjectConfig
@@ -147,8 +147,7 @@ def run_backfill(
     )
     store = TrackingStore(config.tracking_uri)
     (experiment,) = store.experiments([experiment_name])
-    specs = tables_for_kind(CLASSIFICATION)
-    keys = [dg.AssetKey([experiment.slug, spec.name]) for spec in specs]
+    keys = [dg.AssetKey([experiment.slug, a.name]) for a in assets_for_kind(CLASSIFICATION)]
     with open_instance(home) as instance:
         plan = plan_discovery(store, experiment, set(), batch_size=10**9)
         instance.add_dynamic_partitions(partitions_def_name(experiment), plan.to_add)

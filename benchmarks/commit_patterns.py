@@ -2,12 +2,13 @@
 
 One real run of the store is extracted once (``extract_run``); its tables are then committed N
 times under fresh run ids through ``mlruns_assets.warehouse.replace_partition`` with the same
-in-transaction validation as the extraction asset, in three patterns:
+in-transaction validation as the extraction asset, in four patterns:
 
   one_connection      one connection for all partitions (the floor's pattern)
+  partition_writer    the project's ``PartitionWriter`` with its default hold time (what
+                      ``extract`` and the backfill workers do)
   per_partition       open / commit / close per partition through ``connect_with_retry``,
-                      i.e. with the project's ``STORAGE_SETTINGS`` (what ``extract`` and the
-                      backfill workers do)
+                      i.e. with the project's ``STORAGE_SETTINGS`` (a hold time of 0)
   per_partition_vacuum  the same, but with DuckDB's default checkpoint vacuum
                       (``max_vacuum_tasks`` = 100) instead of the project's setting
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,9 @@ from mlruns_assets.extraction import CLASSIFICATION, ExtractionSettings, extract
 from mlruns_assets.guardrails import current_rss, peak_rss, reset_peak_rss
 from mlruns_assets.tables import TableSpec
 from mlruns_assets.tracking import TrackingStore
-from mlruns_assets.warehouse import connect_with_retry, replace_partition
+from mlruns_assets.warehouse import DuckDBWarehouse, connect_with_retry, replace_partition
 
-PATTERNS = ("one_connection", "per_partition", "per_partition_vacuum")
+PATTERNS = ("one_connection", "partition_writer", "per_partition", "per_partition_vacuum")
 
 
 def _with_run_id(tables: dict[TableSpec, pa.Table], run_id: str) -> dict[TableSpec, pa.Table]:
@@ -70,24 +72,29 @@ def run_pattern(
     for suffix in ("", ".wal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     config = {"max_vacuum_tasks": 100} if pattern == "per_partition_vacuum" else None
-    shared = connect_with_retry(str(db)) if pattern == "one_connection" else None
-    started = time.perf_counter()
-    try:
+    with ExitStack() as stack:
+        shared = (
+            stack.enter_context(connect_with_retry(str(db)))
+            if pattern == "one_connection"
+            else None
+        )
+        writer = (
+            stack.enter_context(DuckDBWarehouse(database=str(db)).partition_writer())
+            if pattern == "partition_writer"
+            else None
+        )
+        started = time.perf_counter()
         for i in range(partitions):
             run_id = f"{i:032x}"
             data = _with_run_id(tables, run_id)
             check = partial(reject_invalid_run, schema, specs, run_id)
-            if shared is not None:
+            if writer is not None:
+                writer.commit(schema, run_id, data, check)
+            elif shared is not None:
                 replace_partition(shared, schema, run_id, data, check)
-                continue
-            conn = connect_with_retry(str(db), config=config)
-            try:
-                replace_partition(conn, schema, run_id, data, check)
-            finally:
-                conn.close()
-    finally:
-        if shared is not None:
-            shared.close()
+            else:
+                with connect_with_retry(str(db), config=config) as conn:
+                    replace_partition(conn, schema, run_id, data, check)
     seconds = time.perf_counter() - started
     return {
         "ms_per_partition": 1000 * seconds / partitions,

@@ -588,7 +588,12 @@ def markdown(report: dict[str, Any]) -> str:
             "| pattern | ms/partition | DB MB | full-table GROUP BY peak MB |",
             "|---|---:|---:|---:|",
         ]
-        for pattern in ("one_connection", "per_partition", "per_partition_vacuum"):
+        for pattern in (
+            "one_connection",
+            "partition_writer",
+            "per_partition",
+            "per_partition_vacuum",
+        ):
             if pattern in cp:
                 r = cp[pattern]
                 lines.append(

@@ -1,5 +1,5 @@
-"""The extraction assets: per experiment, one table asset per output table, all filled by one
-step that reads each run's artifacts once.
+"""The extraction assets: per experiment, a few assets (see ``extraction.TableAsset``), each
+holding tables that change together, all filled by one step that reads each run's artifacts once.
 
 A step covers one partition or a contiguous range of them (backfills, sensor runs, the headless
 command). Each partition commits on its own and is recorded as materialized the moment its
@@ -15,10 +15,18 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+from mlflow.entities import Run
 
 from mlruns_assets.checks import evaluate_checks, table_check_specs
 from mlruns_assets.errors import ExtractionError
-from mlruns_assets.extraction import ExtractionSettings, extract_run, tables_for_kind
+from mlruns_assets.extraction import (
+    ExtractionSettings,
+    RunExtraction,
+    TableAsset,
+    assets_for_kind,
+    extract_run,
+    tables_for_kind,
+)
 from mlruns_assets.guardrails import (
     LowDiskSpace,
     MemoryGuard,
@@ -61,9 +69,50 @@ def reject_invalid_run(
         )
 
 
+def materializations(
+    slug: str,
+    assets: list[TableAsset],
+    key: str,
+    rows: dict[str, int],
+    run: Run,
+    extracted: RunExtraction,
+    started: float,
+) -> list[dg.AssetMaterialization]:
+    """One materialization per asset of a committed partition: rows per table, time, peak RSS
+    and the run's headline figures (shown on the partition in the UI)."""
+    shared: dict[str, dg.RawMetadataValue] = {
+        "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        "peak_rss_mb": dg.MetadataValue.float(round(peak_rss() / 1e6, 1)),
+        "run_name": dg.MetadataValue.text(run.info.run_name or ""),
+        **{
+            k: dg.MetadataValue.float(float(v))
+            for k, v in extracted.summary.items()
+            if v is not None
+        },
+    }
+    if extracted.notes:
+        shared["notes"] = dg.MetadataValue.text("; ".join(extracted.notes))
+    return [
+        dg.AssetMaterialization(
+            asset_key=[slug, asset.name],
+            partition=key,
+            metadata={
+                "rows": dg.MetadataValue.int(sum(rows.get(t.name, 0) for t in asset.tables)),
+                **{
+                    f"rows/{t.name}": dg.MetadataValue.int(rows.get(t.name, 0))
+                    for t in asset.tables
+                },
+                **shared,
+            },
+        )
+        for asset in assets
+    ]
+
+
 def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDefinition:
     """The multi-asset that extracts one experiment's runs into its DuckDB schema."""
     slug = experiment.slug
+    assets = assets_for_kind(kind)
     specs = tables_for_kind(kind)
     partitions = run_partitions(experiment)
 
@@ -71,16 +120,21 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
         name=f"{slug}_extraction",
         specs=[
             dg.AssetSpec(
-                key=[slug, spec.name],
-                description=f"{spec.description} (MLflow experiment '{experiment.name}').",
+                key=[slug, asset.name],
+                description=f"{asset.description} MLflow experiment '{experiment.name}'; "
+                "one partition per run.",
                 skippable=True,
                 group_name=slug,
                 kinds={"duckdb"},
-                metadata={"partition_expr": "run_id", "schema": slug, "table": spec.name},
+                metadata={
+                    "partition_expr": "run_id",
+                    "schema": slug,
+                    "tables": ", ".join(t.name for t in asset.tables),
+                },
             )
-            for spec in specs
+            for asset in assets
         ],
-        check_specs=table_check_specs(experiment, specs),
+        check_specs=table_check_specs(experiment, kind),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         can_subset=False,
@@ -117,52 +171,36 @@ def build_extraction_asset(experiment: ExperimentRef, kind: str) -> dg.AssetsDef
             heartbeat=progress.heartbeat,
         )
         failures: dict[str, str] = {}  # bounded: one cause per partition of this step
-        for key in keys:
-            started = time.monotonic()
-            reset_peak_rss()
-            run = runs.get(key)
-            label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
-            try:
-                if run is None:
-                    raise LookupError(f"not found in experiment {experiment.name!r}")
-                extracted = extract_run(store, run, settings)
-                progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
-                rows = warehouse.commit_partition(
-                    slug,
-                    key,
-                    extracted.tables,
-                    validate=partial(reject_invalid_run, slug, specs, key),
-                    on_wait=partial(_report_lock_wait, progress, key),
-                )
-            except Exception as exc:  # any cause fails this partition only
-                failures[key] = f"{label}: {one_line(exc)}"
-                context.log.error(failures[key])
-                progress.partition_done(key, error=failures[key])
-                continue
-            shared: dict[str, dg.RawMetadataValue] = {
-                "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-                "peak_rss_mb": dg.MetadataValue.float(round(peak_rss() / 1e6, 1)),
-                "run_name": dg.MetadataValue.text(run.info.run_name or ""),
-                **{
-                    k: dg.MetadataValue.float(float(v))
-                    for k, v in extracted.summary.items()
-                    if v is not None
-                },
-            }
-            if extracted.notes:
-                shared["notes"] = dg.MetadataValue.text("; ".join(extracted.notes))
-            for spec in extracted.tables:
+        with warehouse.partition_writer() as writer:
+            for key in keys:
+                started = time.monotonic()
+                reset_peak_rss()
+                run = runs.get(key)
+                label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
+                try:
+                    if run is None:
+                        raise LookupError(f"not found in experiment {experiment.name!r}")
+                    extracted = extract_run(store, run, settings)
+                    progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
+                    rows = writer.commit(
+                        slug,
+                        key,
+                        extracted.tables,
+                        validate=partial(reject_invalid_run, slug, specs, key),
+                        on_wait=partial(_report_lock_wait, progress, key),
+                    )
+                except Exception as exc:  # any cause fails this partition only
+                    failures[key] = f"{label}: {one_line(exc)}"
+                    context.log.error(failures[key])
+                    progress.partition_done(key, error=failures[key])
+                    continue
                 # Yielded at once, so the partition is recorded as its transaction commits.
-                yield dg.AssetMaterialization(
-                    asset_key=[slug, spec.name],
-                    partition=key,
-                    metadata={"rows": dg.MetadataValue.int(rows[spec.name]), **shared},
-                )
-            progress.partition_done(key)
+                yield from materializations(slug, assets, key, rows, run, extracted, started)
+                progress.partition_done(key)
         # The checks read the whole experiment's tables, after this step's commits; the log
         # line is progress the stall sensor sees.
         context.log.info(f"{len(keys)} partitions done; checking the {slug} tables")
-        yield from evaluate_checks(warehouse, slug, specs, bool(mlflow_tracking.subject_map))
+        yield from evaluate_checks(warehouse, slug, kind, bool(mlflow_tracking.subject_map))
         if failures:
             raise dg.Failure(
                 description=f"{len(failures)} of {len(keys)} partitions failed: "

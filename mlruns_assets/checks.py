@@ -6,12 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlruns_assets.tables import TableSpec
+from mlruns_assets.extraction import asset_of_table, tables_for_kind
 from mlruns_assets.tracking import ExperimentRef
 from mlruns_assets.validation import ERROR, WARN, CheckOutcome, database_checks
 from mlruns_assets.warehouse import DuckDBWarehouse
 
-TABLE_CHECK = "table_is_valid"
 EXPERIMENT_CHECKS = {
     "run_names_unique": ("runs", WARN),
     "synthetic_runs_absent": ("runs", ERROR),
@@ -19,39 +18,43 @@ EXPERIMENT_CHECKS = {
 }
 
 
-def check_results(
-    slug: str, specs: list[TableSpec], outcomes: list[CheckOutcome]
-) -> list[dg.AssetCheckResult]:
+def table_check_name(table: str) -> str:
+    """The check of one table, shown on the asset that holds the table."""
+    return f"{table}_is_valid"
+
+
+def check_results(slug: str, kind: str, outcomes: list[CheckOutcome]) -> list[dg.AssetCheckResult]:
     """Fold check outcomes into one result per table plus one per experiment-wide rule."""
+    asset_of = asset_of_table(kind)
     by_table: dict[str, list[CheckOutcome]] = defaultdict(list)
     named = {o.check: o for o in outcomes if o.check in EXPERIMENT_CHECKS}
     for o in outcomes:
         if o.check not in EXPERIMENT_CHECKS:
             by_table[o.table].append(o)  # bounded: one outcome per check
     results = []  # bounded: one result per table and per experiment-wide check
-    for spec in specs:
-        failed = [o for o in by_table[spec.name] if not o.passed]
+    for table, asset in asset_of.items():
+        failed = [o for o in by_table[table] if not o.passed]
         results.append(
             dg.AssetCheckResult(
-                asset_key=[slug, spec.name],
-                check_name=TABLE_CHECK,
+                asset_key=[slug, asset],
+                check_name=table_check_name(table),
                 passed=not failed,
                 severity=dg.AssetCheckSeverity.ERROR
                 if any(o.severity == ERROR for o in failed)
                 else dg.AssetCheckSeverity.WARN,
                 metadata={
-                    "checks_run": len(by_table[spec.name]),
+                    "checks_run": len(by_table[table]),
                     "failures": "\n".join(f"{o.check}: {o.detail}" for o in failed) or "none",
                 },
             )
         )
     for check, (table, severity) in EXPERIMENT_CHECKS.items():
-        if table not in {s.name for s in specs}:
+        if table not in asset_of:
             continue
         outcome = named.get(check)
         results.append(
             dg.AssetCheckResult(
-                asset_key=[slug, table],
+                asset_key=[slug, asset_of[table]],
                 check_name=check,
                 passed=outcome.passed if outcome else True,
                 severity=dg.AssetCheckSeverity(severity),
@@ -61,33 +64,38 @@ def check_results(
     return results
 
 
-def table_check_specs(experiment: ExperimentRef, specs: list[TableSpec]) -> list[dg.AssetCheckSpec]:
-    """The checks shown on each table asset of an experiment."""
+def table_check_specs(experiment: ExperimentRef, kind: str) -> list[dg.AssetCheckSpec]:
+    """The checks shown on each asset of an experiment: one per table it holds, plus the
+    experiment-wide rules on the asset of the table they read."""
     slug = experiment.slug
-    names = {s.name for s in specs}
+    asset_of = asset_of_table(kind)
     return [
         dg.AssetCheckSpec(
-            TABLE_CHECK,
-            asset=dg.AssetKey([slug, s.name]),
+            table_check_name(table),
+            asset=dg.AssetKey([slug, asset]),
             blocking=True,
-            description="Declared columns, types and nullability; value domains; row counts.",
+            description=f"`{table}`: declared columns, types and nullability; value domains; "
+            "row counts.",
         )
-        for s in specs
+        for table, asset in asset_of.items()
     ] + [
-        dg.AssetCheckSpec(check, asset=dg.AssetKey([slug, table]), blocking=severity == ERROR)
+        dg.AssetCheckSpec(
+            check, asset=dg.AssetKey([slug, asset_of[table]]), blocking=severity == ERROR
+        )
         for check, (table, severity) in EXPERIMENT_CHECKS.items()
-        if table in names
+        if table in asset_of
     ]
 
 
 def evaluate_checks(
-    warehouse: DuckDBWarehouse, slug: str, specs: list[TableSpec], subject_map_configured: bool
+    warehouse: DuckDBWarehouse, slug: str, kind: str, subject_map_configured: bool
 ) -> list[dg.AssetCheckResult]:
     """Every check of the experiment's tables, read from the database in one pass.
 
     The extraction step yields these after its partitions: its table outputs are committed per
     partition rather than yielded, so a separate check step would be skipped by Dagster.
     """
+    specs = tables_for_kind(kind)
     if not Path(warehouse.database).exists():
         outcomes = [
             CheckOutcome("database_exists", s.name, ERROR, False, "no database yet") for s in specs
@@ -97,4 +105,4 @@ def evaluate_checks(
             outcomes = database_checks(
                 conn, slug, specs, subject_map_configured=subject_map_configured
             )
-    return check_results(slug, specs, outcomes)
+    return check_results(slug, kind, outcomes)

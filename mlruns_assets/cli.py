@@ -43,6 +43,7 @@ def _project_config(args: argparse.Namespace) -> ProjectConfig:
             name: getattr(args, name)
             for name in (
                 "min_free_disk_gb",
+                "hold_connection_seconds",
                 "stall_timeout_seconds",
                 "stall_sensor_interval_seconds",
             )
@@ -67,6 +68,13 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subject-map", help="private CSV/YAML map of original -> anonymized codes")
     p.add_argument("--max-memory-gb", type=float, default=4.0, help="RSS limit (default 4)")
     p.add_argument("--heartbeat-seconds", type=float, default=60.0, help="progress interval")
+    p.add_argument(
+        "--hold-connection-seconds",
+        type=float,
+        default=5.0,
+        help="keep the write connection across partitions this long before letting other "
+        "writers in (default 5; each partition is still its own transaction)",
+    )
     p.add_argument(
         "--dagster-home", help="persistent Dagster instance (default: DB folder/.dagster)"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlruns_assets.discovery import plan_discovery
-from mlruns_assets.extraction import tables_for_kind
+from mlruns_assets.extraction import assets_for_kind, tables_for_kind
 from mlruns_assets.guardrails import LowDiskSpace, check_free_disk
 from mlruns_assets.instance import open_instance
 from mlruns_assets.partitions import (
@@ -120,10 +120,10 @@ class ProgressBar(logging.Handler):
 
 
 def _materialized(instance: dg.DagsterInstance, slug: str, kind: str) -> set[str]:
-    """Partitions materialized in every table of the experiment."""
+    """Partitions materialized in every asset of the experiment."""
     sets = [
-        set(instance.get_materialized_partitions(dg.AssetKey([slug, spec.name])))
-        for spec in tables_for_kind(kind)
+        set(instance.get_materialized_partitions(dg.AssetKey([slug, asset.name])))
+        for asset in assets_for_kind(kind)
     ]
     return set.intersection(*sets) if sets else set()
 

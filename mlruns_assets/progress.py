@@ -19,6 +19,8 @@ import psutil
 
 PROGRESS_LOGGER = logging.getLogger("mlruns_assets.progress")
 PROGRESS_PREFIX = "[progress]"
+# The longest gap between "done" lines in the run log while partitions complete.
+DONE_LINE_SECONDS = 10.0
 
 
 def rss_bytes() -> int:
@@ -38,8 +40,9 @@ def format_seconds(seconds: float) -> str:
 
 @dataclass
 class ExtractionProgress:
-    """Counts partitions of one step and emits a progress line at each partition and at least
-    every ``heartbeat_seconds`` while the loop is working inside a partition."""
+    """Counts partitions of one step and emits progress lines: as partitions complete (see
+    ``partition_done``) and at least every ``heartbeat_seconds`` while the loop is working
+    inside a partition."""
 
     total: int
     emit: Callable[[str], None]
@@ -66,22 +69,29 @@ class ExtractionProgress:
         )
         return f"{text} | {note}" if note else text
 
-    def _emit(self, note: str, **fields: object) -> None:
-        self.last_emit = time.monotonic()
+    def _emit(self, note: str, to_run_log: bool = True, **fields: object) -> None:
         text = self.line(note)
-        self.emit(text)
+        if to_run_log:
+            self.last_emit = time.monotonic()
+            self.emit(text)
         PROGRESS_LOGGER.info(
             text,
             extra={"progress": {"done": self.done, "total": self.total, "note": note, **fields}},
         )
 
     def partition_done(self, key: str, error: str | None = None) -> None:
+        """Count a partition. Every one goes to the Python logger (the command's progress bar);
+        the run log gets failures, the first and the last, and otherwise a line only when one
+        is due (``DONE_LINE_SECONDS``): each line there is a Dagster event costing ~20 ms, as
+        much as a small partition's commit, and the materializations already mark progress."""
         self.done += 1
         if error is not None:
             self.failed += 1
             self._emit(f"FAILED {key}: {error}", partition=key, error=error)
-        else:
-            self._emit(f"done {key}", partition=key)
+            return
+        due = time.monotonic() - self.last_emit >= min(self.heartbeat_seconds, DONE_LINE_SECONDS)
+        first_or_last = self.done == 1 or self.done >= self.total
+        self._emit(f"done {key}", to_run_log=due or first_or_last, partition=key)
 
     def heartbeat(self, note: str) -> None:
         """Called by the work loop between the steps of a partition (never by a timer, so a

@@ -36,6 +36,8 @@ class ProjectConfig:
     heartbeat_seconds: float = 60.0
     # Below this much free disk where the database lives, extraction refuses to start.
     min_free_disk_gb: float = 5.0
+    # How long a step keeps its write connection across partitions (warehouse.PartitionWriter).
+    hold_connection_seconds: float = 5.0
     # A STARTED extraction run silent this long is hung: the stall sensor fails it. Must be
     # well above heartbeat_seconds (the step reports at least that often).
     stall_timeout_seconds: float = 90.0
@@ -63,6 +65,7 @@ class ProjectConfig:
             f"{ENV_PREFIX}MAX_MEMORY_GB": str(self.max_memory_gb),
             f"{ENV_PREFIX}HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
             f"{ENV_PREFIX}MIN_FREE_DISK_GB": str(self.min_free_disk_gb),
+            f"{ENV_PREFIX}HOLD_CONNECTION_SECONDS": str(self.hold_connection_seconds),
             f"{ENV_PREFIX}STALL_TIMEOUT_SECONDS": str(self.stall_timeout_seconds),
             f"{ENV_PREFIX}STALL_SENSOR_INTERVAL_SECONDS": str(self.stall_sensor_interval_seconds),
         }
@@ -92,6 +95,7 @@ class ProjectConfig:
             max_memory_gb=float(get("MAX_MEMORY_GB") or 4.0),
             heartbeat_seconds=float(get("HEARTBEAT_SECONDS") or 60.0),
             min_free_disk_gb=float(get("MIN_FREE_DISK_GB") or 5.0),
+            hold_connection_seconds=float(get("HOLD_CONNECTION_SECONDS") or 5.0),
             stall_timeout_seconds=float(get("STALL_TIMEOUT_SECONDS") or 90.0),
             stall_sensor_interval_seconds=int(get("STALL_SENSOR_INTERVAL_SECONDS") or 30),
             demo_subjects=tuple(c.strip() for c in get("DEMO_SUBJECTS").split(",") if c.strip()),
@@ -108,7 +112,9 @@ class ProjectConfig:
                 heartbeat_seconds=self.heartbeat_seconds,
             ),
             "warehouse": DuckDBWarehouse(
-                database=self.database, min_free_disk_gb=self.min_free_disk_gb
+                database=self.database,
+                min_free_disk_gb=self.min_free_disk_gb,
+                hold_connection_seconds=self.hold_connection_seconds,
             ),
             "private_outputs": PrivateOutputsResource(
                 folder=self.private_folder, demo_subjects=list(self.demo_subjects)

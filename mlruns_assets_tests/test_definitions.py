@@ -25,7 +25,7 @@ import pytest
 import mlruns_assets.definitions
 from mlruns_assets.cli import main
 from mlruns_assets.demo import DemoStore, write_demo_store
-from mlruns_assets.extraction import tables_for_kind
+from mlruns_assets.extraction import asset_of_table, assets_for_kind
 from mlruns_assets.project import ENV_PREFIX, ProjectConfig
 
 SERVER_START_TIMEOUT = 120.0
@@ -112,23 +112,11 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
         dg.Definitions.validate_loadable(defs)
 
         keys = {tuple(k.path) for k in defs.resolve_all_asset_keys()}
-        expected = {
-            (slug, spec.name)
-            for slug, kind in (("classification", "classification"), ("imputation", "imputation"))
-            for spec in tables_for_kind(kind)
-        }
-        assert keys == expected
-        assert {
+        # One asset per group of tables that one read fills and one transaction commits.
+        assert keys == {
             ("classification", "runs"),
-            ("classification", "metric_history"),
-            ("classification", "essential_metrics"),
-            ("classification", "predictions"),
+            ("classification", "stratos"),
             ("imputation", "runs"),
-            ("imputation", "metric_history"),
-        } <= keys
-        assert {k for k in keys if k[0] == "imputation"} == {
-            ("imputation", "runs"),
-            ("imputation", "metric_history"),
             ("imputation", "preprocessed_signals"),
         }
 
@@ -154,10 +142,14 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
             }
 
         checks = {(tuple(c.asset_key.path), c.name) for c in graph.asset_check_keys}
-        assert {(key, "table_is_valid") for key in keys} <= checks
+        for slug in ("classification", "imputation"):
+            for table, asset in asset_of_table(slug).items():
+                assert ((slug, asset), f"{table}_is_valid") in checks
+        assert (("classification", "stratos"), "calibration_curves_is_valid") in checks
+        assert (("classification", "runs"), "metric_history_is_valid") in checks
         assert {
             (("classification", "runs"), "synthetic_runs_absent"),
-            (("classification", "predictions"), "no_original_subject_codes"),
+            (("classification", "stratos"), "no_original_subject_codes"),
             (("imputation", "runs"), "synthetic_runs_absent"),
         } <= checks
 
@@ -307,8 +299,8 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
         )
         data = _graphql(port, query)
         listed = {tuple(n["assetKey"]["path"]) for n in data["assetNodes"]}
-        expected = {("classification", s.name) for s in tables_for_kind("classification")}
-        expected |= {("imputation", s.name) for s in tables_for_kind("imputation")}
+        expected = {("classification", a.name) for a in assets_for_kind("classification")}
+        expected |= {("imputation", a.name) for a in assets_for_kind("imputation")}
         assert listed == expected
 
         for slug, run_ids in (

@@ -12,6 +12,7 @@ import pytest
 from conftest import Extracted, run_cli, run_extract
 
 from mlruns_assets.demo import write_demo_store
+from mlruns_assets.extraction import asset_of_table
 from mlruns_assets.instance import open_instance
 from mlruns_assets.partitions import range_tags
 from mlruns_assets.project import ProjectConfig, build_definitions
@@ -34,7 +35,8 @@ def _query(database: Path, sql: str) -> list[tuple]:
 def _statuses(home: Path, slug: str, table: str, keys: list[str]) -> dict[str, str]:
     with open_instance(home) as instance:
         partitions = dg.DynamicPartitionsDefinition(name=f"{slug}_runs")
-        status = instance.get_status_by_partition(dg.AssetKey([slug, table]), keys, partitions)
+        key = dg.AssetKey([slug, asset_of_table(slug)[table]])
+        status = instance.get_status_by_partition(key, keys, partitions)
     return {k: (v.value if v else "MISSING") for k, v in (status or {}).items()}
 
 

@@ -102,12 +102,12 @@ def test_extract_reports_heartbeats_in_its_output_and_in_the_event_log(
             assert any(m.endswith(f"| done {run_id}") for m in logged)
         # Each partition's materialization still carries its duration, peak RSS and rows.
         for record in instance.fetch_materializations(
-            dg.AssetKey(["classification", "predictions"]), limit=100
+            dg.AssetKey(["classification", "stratos"]), limit=100
         ).records:
             materialization = record.asset_materialization
             assert materialization is not None
             meta = materialization.metadata
-            assert meta["rows"].value == 63
+            assert meta["rows/predictions"].value == 63
             assert float(meta["duration_s"].value) > 0  # type: ignore[arg-type]
             assert float(meta["peak_rss_mb"].value) > 50  # type: ignore[arg-type]
 

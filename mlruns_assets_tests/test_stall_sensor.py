@@ -291,9 +291,9 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
 
         _wait_for("the imputation run to succeed", all_done, deadline, log)
         others = set(store.good_run_ids) - {hung}
-        for table in ("runs", "predictions", "essential_metrics"):
-            key = dg.AssetKey(["classification", table])
-            assert instance.get_materialized_partitions(key) == others, table
+        for asset in ("runs", "stratos"):
+            key = dg.AssetKey(["classification", asset])
+            assert instance.get_materialized_partitions(key) == others, asset
         imputation = instance.get_materialized_partitions(dg.AssetKey(["imputation", "runs"]))
         assert imputation == set(store.imputation_run_ids)
 
@@ -347,9 +347,9 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
         )
         # With the retries spent, the hung partition shows as failed: "backfill failed
         # partitions" in the UI picks it up. Its rows were never written.
-        for table in ("runs", "predictions", "essential_metrics"):
-            key = dg.AssetKey(["classification", table])
+        for asset in ("runs", "stratos"):
+            key = dg.AssetKey(["classification", asset])
             status = instance.get_status_by_partition(
                 key, [hung], dg.DynamicPartitionsDefinition(name="classification_runs")
             )
-            assert status == {hung: dg.AssetPartitionStatus.FAILED}, table
+            assert status == {hung: dg.AssetPartitionStatus.FAILED}, asset

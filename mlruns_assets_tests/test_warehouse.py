@@ -157,3 +157,70 @@ def test_lock_wait_gives_up_with_a_one_line_error(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert str(db) in str(err.value) and "\n" not in str(err.value)
+
+
+TRY_OPEN = """
+import sys, duckdb
+try:
+    duckdb.connect(sys.argv[1], read_only=True).close()
+except duckdb.IOException as exc:
+    print("locked" if "lock" in str(exc) else exc)
+else:
+    print("opened")
+"""
+
+
+def _other_process_can_open(db: Path) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-c", TRY_OPEN, str(db)], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() in ("locked", "opened"), done.stdout + done.stderr
+    return done.stdout.strip() == "opened"
+
+
+def test_partition_writer_keeps_its_connection_for_the_hold_time_then_lets_others_in(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "w.duckdb"
+    holding = DuckDBWarehouse(database=str(db), hold_connection_seconds=60)
+    with holding.partition_writer() as writer:
+        for run in "abcde":
+            assert writer.commit("exp", run, {POINTS: _points(run, 2)}) == {"points": 2}
+        assert writer.connections_opened == 1
+        assert not _other_process_can_open(db)  # held across partitions...
+    assert _other_process_can_open(db)  # ...and released when the step's writer closes
+    assert _rows(db, "SELECT count(DISTINCT run_id), count(*) FROM exp.points") == [(5, 10)]
+
+    polite = DuckDBWarehouse(database=str(db), hold_connection_seconds=0)
+    with polite.partition_writer() as writer:
+        for run in "abc":
+            writer.commit("exp", run, {POINTS: _points(run, 1)})
+            assert _other_process_can_open(db)  # closed after every partition
+        assert writer.connections_opened == 3
+
+
+def test_partition_writer_reopens_after_a_failed_partition_and_keeps_the_committed_ones(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "w.duckdb"
+    wh = DuckDBWarehouse(database=str(db), hold_connection_seconds=60)
+
+    def reject(conn: duckdb.DuckDBPyConnection) -> None:
+        raise ValueError("bad rows")
+
+    with wh.partition_writer() as writer:
+        writer.commit("exp", "a", {POINTS: _points("a", 2)})
+        with pytest.raises(ValueError, match="bad rows"):
+            writer.commit("exp", "b", {POINTS: _points("b", 3)}, validate=reject)
+        assert _other_process_can_open(db)  # the failure closed the connection
+        writer.commit("exp", "c", {POINTS: _points("c", 1)})
+        # A partition streamed in chunks gets a connection of its own, closed after it.
+        chunks = iter([_points("d", 2), _points("d", 2, start=2)])
+        assert writer.commit("exp", "d", {POINTS: chunks}) == {"points": 4}
+        assert _other_process_can_open(db)
+        assert writer.connections_opened == 3
+    assert _rows(db, "SELECT run_id, count(*) FROM exp.points GROUP BY 1 ORDER BY 1") == [
+        ("a", 2),
+        ("c", 1),
+        ("d", 4),
+    ]
