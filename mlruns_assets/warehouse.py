@@ -188,6 +188,12 @@ class DuckDBWarehouse(DuckDBResource):
         default=5.0,
         description="An extraction step fails at once when the database's disk has less free.",
     )
+    hold_connection_seconds: float = Field(
+        default=5.0,
+        description="How long an extraction step keeps its write connection across partitions "
+        "before closing it so that other processes get the database (each partition is still "
+        "its own transaction).",
+    )
 
     @contextmanager
     def get_connection(  # type: ignore[override]
@@ -218,13 +224,6 @@ class DuckDBWarehouse(DuckDBResource):
             config={**(BULK_SETTINGS if bulk else {}), **self.connection_config},
             on_wait=on_wait,
         )
-
-    hold_connection_seconds: float = Field(
-        default=5.0,
-        description="How long an extraction step keeps its write connection across partitions "
-        "before closing it so that other processes get the database (each partition is still "
-        "its own transaction).",
-    )
 
     def commit_partition(
         self,
