@@ -1,7 +1,7 @@
 """Signals benchmark (issue 5): one seed-shaped imputation store, extracted three ways.
 
     uv run python benchmarks/signals_bench.py --runs 20 --subjects 507 --length 1981 \
-        --out benchmarks/out/signals.json
+        --out benchmarks/results/signals.json
 
 Variants, each in a fresh child process on a fresh database, side by side on the same store:
   (a) row-by-row  REFERENCE ONLY, the seed's "fixed" exporter: per pickle, rows built with
@@ -12,11 +12,10 @@ Variants, each in a fresh child process on a fresh database, side by side on the
 plus (c) on stores restricted to fewer runs (--scaling) and on a same-shaped store of 2-subject
 pickles (the extract's fixed cost, with next to no signal data).
 
-Peak RSS: a tiny launcher (``python -S``) forks and execs each child and reads the child's
-``ru_maxrss`` from ``wait4``. Spawning children straight from this process would not do: on
-Linux a child started by vfork/fork + exec inherits its parent's high-water mark in
-``ru_maxrss``, so every child would "peak" at this process's size. Each variant's import
-baseline is the peak of a child that only imports what the variant imports.
+Peak RSS: ``measure.run_measured`` (a tiny ``python -S`` launcher forks and execs each child and
+reads its ``ru_maxrss`` from ``wait4``; a child spawned straight from this process would inherit
+this process's high-water mark). Each variant's import baseline is the peak of a child that
+only imports what the variant imports.
 Both pickle reads use the allow-list unpickler: the variants differ in how rows are written.
 """
 
@@ -26,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Run
 
 # Imported by every child too, so the import baselines include them.
+from measure import run_measured
+from mlflow.entities import Run
+
 from mlruns_assets.demo import write_demo_store
 from mlruns_assets.extraction import load_imputation_artifact
 from mlruns_assets.guardrails import MemoryGuard
@@ -48,31 +48,12 @@ TABLE_DDL = """CREATE TABLE IF NOT EXISTS preprocessed_signals (
   run_id VARCHAR NOT NULL, imputation_method VARCHAR, outlier_method VARCHAR,
   split VARCHAR NOT NULL, subject_code VARCHAR NOT NULL,
   time_vector DOUBLE[] NOT NULL, signal DOUBLE[] NOT NULL)"""
-LAUNCHER = """import json, os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as out:
-    json.dump({"maxrss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, out)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
 
 
 def measure(command: list[str]) -> dict[str, Any]:
     """Wall time, CPU time and peak RSS of one command run to completion."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as result:
-        started = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-S", "-c", LAUNCHER, result.name, *command],
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise RuntimeError(f"{command[:4]} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-        usage = json.loads(Path(result.name).read_text())
-    return {"wall_s": wall, "cpu_s": usage["cpu_s"], "peak_rss": usage["maxrss_kb"] * 1024}
+    result = run_measured(command).check()
+    return {"wall_s": result.wall_s, "cpu_s": result.cpu_s, "peak_rss": result.peak_rss_bytes}
 
 
 # --------------------------------------------------------------------------- workers (children)
@@ -226,7 +207,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=507)
     parser.add_argument("--length", type=int, default=1981)
     parser.add_argument("--scaling", default="10", help="comma-separated run counts for (c)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/signals.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/signals.json"))
     parser.add_argument("--workdir", type=Path, help="keep the stores here (default: temporary)")
     parser.add_argument("--worker", choices=["row_by_row", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)

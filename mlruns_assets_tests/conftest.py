@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,25 @@ def run_cli(*args: str) -> tuple[int, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = main(list(args))
     return code, out.getvalue()
+
+
+def extract_command(store: DemoStore, database: Path, home: Path, *extra: str) -> list[str]:
+    """``mlruns-assets extract`` of the store with its subject map, as a child process's argv."""
+    return [
+        sys.executable,
+        "-m",
+        "mlruns_assets.cli",
+        "extract",
+        "--tracking-uri",
+        store.tracking_uri,
+        "--db",
+        str(database),
+        "--dagster-home",
+        str(home),
+        "--subject-map",
+        str(store.subject_map_path),
+        *extra,
+    ]
 
 
 def run_extract(store: DemoStore, database: Path, home: Path, *extra: str) -> Extracted:

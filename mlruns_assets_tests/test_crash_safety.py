@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import run_extract
+from conftest import extract_command, run_extract
 
 from mlruns_assets.demo import DemoStore, write_demo_store
 from mlruns_assets.extraction import asset_of_table
@@ -124,25 +124,6 @@ def _assert_all_or_nothing(database: Path, home: Path, reference: Reference) -> 
     return present
 
 
-def _extract_command(reference: Reference, database: Path, home: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mlruns_assets.cli",
-        "extract",
-        "--tracking-uri",
-        reference.store.tracking_uri,
-        "--db",
-        str(database),
-        "--dagster-home",
-        str(home),
-        "--subject-map",
-        str(reference.store.subject_map_path),
-        "--heartbeat-seconds",
-        "0",
-    ]
-
-
 def _kill_after_progress(cmd: list[str], delay: float) -> tuple[bool, str]:
     """Start ``cmd``; once it prints its first progress line, wait ``delay`` s and kill -9 it.
     Returns (whether it was still running when killed, its output)."""
@@ -179,7 +160,7 @@ def test_kill_9_mid_extraction_then_rerun_leaves_every_partition_exactly_once(
     reference: Reference, tmp_path: Path
 ) -> None:
     database, home = tmp_path / "results.duckdb", tmp_path / "home"
-    cmd = _extract_command(reference, database, home)
+    cmd = extract_command(reference.store, database, home, "--heartbeat-seconds", "0")
     rng = random.Random(SEED)
     every_run = reference.keys("classification") | reference.keys("imputation")
     mid_extraction = 0

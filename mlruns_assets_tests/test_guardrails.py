@@ -5,20 +5,20 @@ Dagster instance; the heartbeat test runs ``mlruns-assets extract`` as a separat
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from conftest import run_extract
+from conftest import extract_command, run_extract
 
 from mlruns_assets.demo import DemoStore, write_demo_store
 from mlruns_assets.instance import open_instance
-from mlruns_assets.progress import PROGRESS_PREFIX, ExtractionProgress
+from mlruns_assets.progress import PROGRESS_LOGGER, PROGRESS_PREFIX, ExtractionProgress
 from mlruns_assets.project import ENV_PREFIX, ProjectConfig, build_definitions
 
 HEARTBEAT_NOTES = ("loading metrics/metrics_", "read the metric history", "committing")
@@ -35,24 +35,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
     )
 
 
-def _extract_command(demo: DemoStore, database: Path, home: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mlruns_assets.cli",
-        "extract",
-        "--tracking-uri",
-        demo.tracking_uri,
-        "--db",
-        str(database),
-        "--dagster-home",
-        str(home),
-        "--subject-map",
-        str(demo.subject_map_path),
-        *extra,
-    ]
-
-
 def test_progress_heartbeat_is_due_only_after_its_interval() -> None:
     lines: list[str] = []
     quiet = ExtractionProgress(total=2, emit=lines.append, heartbeat_seconds=3600)
@@ -66,13 +48,35 @@ def test_progress_heartbeat_is_due_only_after_its_interval() -> None:
     assert lines[-1].endswith("| loading x") and "RSS" in lines[-1]
 
 
+def test_done_lines_reach_the_run_log_rate_limited_and_the_progress_bar_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lines: list[str] = []
+    progress = ExtractionProgress(total=5, emit=lines.append, heartbeat_seconds=3600)
+    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
+        progress.partition_done("k1")
+        progress.partition_done("k2")
+        progress.partition_done("k3", error="run k3: bad pickle")
+        progress.partition_done("k4")
+        progress.partition_done("k5")
+    # The run log: the first, every failure and the last (each line is a Dagster event)...
+    assert [line.split(" | ")[-1] for line in lines] == [
+        "done k1",
+        "FAILED k3: run k3: bad pickle",
+        "done k5",
+    ]
+    # ...the command's progress bar: every partition.
+    parts = [r.progress["partition"] for r in caplog.records]  # type: ignore[attr-defined]
+    assert parts == ["k1", "k2", "k3", "k4", "k5"]
+
+
 def test_extract_reports_heartbeats_in_its_output_and_in_the_event_log(
     demo: DemoStore, tmp_path: Path
 ) -> None:
     database, home = tmp_path / "results.duckdb", tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     done = subprocess.run(
-        _extract_command(demo, database, home, "--heartbeat-seconds", "0"),
+        extract_command(demo, database, home, "--heartbeat-seconds", "0"),
         env=env,
         capture_output=True,
         text=True,
