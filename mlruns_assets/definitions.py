@@ -1,7 +1,8 @@
 """The Dagster code location (``dagster dev -m mlruns_assets.definitions``).
 
 Configured through the environment (``mlruns-assets ui`` sets it): MLRUNS_ASSETS_TRACKING_URI,
-MLRUNS_ASSETS_DB and optionally MLRUNS_ASSETS_EXPERIMENTS (comma-separated names).
+MLRUNS_ASSETS_DB and optionally MLRUNS_ASSETS_EXPERIMENTS (``A,B`` or a JSON list, for names
+with commas) and MLRUNS_ASSETS_KINDS (``Name=kind,...`` or a JSON object).
 """
 
 import dagster as dg

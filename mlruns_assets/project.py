@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,22 @@ from mlruns_assets.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse import DuckDBWarehouse
 
 ENV_PREFIX = "MLRUNS_ASSETS_"
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """Experiment names: a JSON list (what ``to_env`` writes) or, by hand, ``A,B``."""
+    if value.startswith("["):
+        return tuple(str(name) for name in json.loads(value))
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _kinds(value: str) -> dict[str, str]:
+    """Experiment name -> kind: a JSON object (what ``to_env`` writes) or, by hand,
+    ``Name=kind,Other=kind``."""
+    if value.startswith("{"):
+        return {str(k): str(v) for k, v in json.loads(value).items()}
+    pairs = (item.split("=", 1) for item in value.split(",") if "=" in item)
+    return {name.strip(): kind.strip() for name, kind in pairs}
 
 
 @dataclass(frozen=True)
@@ -59,8 +76,9 @@ class ProjectConfig:
         env = {
             f"{ENV_PREFIX}TRACKING_URI": self.tracking_uri,
             f"{ENV_PREFIX}DB": self.database,
-            f"{ENV_PREFIX}EXPERIMENTS": ",".join(self.experiments),
-            f"{ENV_PREFIX}KINDS": ",".join(f"{k}={v}" for k, v in self.kinds.items()),
+            # JSON: experiment names may contain commas and "=".
+            f"{ENV_PREFIX}EXPERIMENTS": json.dumps(list(self.experiments)),
+            f"{ENV_PREFIX}KINDS": json.dumps(dict(self.kinds)),
             f"{ENV_PREFIX}ADMIT_FAILED_RUNS": "1" if self.admit_failed_runs else "",
             f"{ENV_PREFIX}MAX_MEMORY_GB": str(self.max_memory_gb),
             f"{ENV_PREFIX}HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
@@ -84,11 +102,11 @@ class ProjectConfig:
 
         if not get("TRACKING_URI") or not get("DB"):
             return None
-        kinds = dict(item.split("=", 1) for item in get("KINDS").split(",") if "=" in item)
+        experiments, kinds = _names(get("EXPERIMENTS")), _kinds(get("KINDS"))
         return cls(
             tracking_uri=get("TRACKING_URI"),
             database=get("DB"),
-            experiments=tuple(e for e in get("EXPERIMENTS").split(",") if e),
+            experiments=experiments,
             kinds=kinds,
             admit_failed_runs=bool(get("ADMIT_FAILED_RUNS")),
             subject_map=get("SUBJECT_MAP") or None,

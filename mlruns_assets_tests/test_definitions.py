@@ -82,6 +82,27 @@ def test_config_round_trips_through_the_environment(tmp_path: Path) -> None:
     assert ProjectConfig.from_env(minimal.to_env()).subject_map is None  # type: ignore[union-attr]
 
 
+def test_experiment_names_with_commas_round_trip_and_hand_written_lists_still_parse() -> None:
+    config = ProjectConfig(
+        tracking_uri="/data/mlruns",
+        database="results.duckdb",
+        experiments=("Classification, v2", "a=b"),
+        kinds={"Classification, v2": "classification", "a=b": "imputation"},
+    )
+    assert ProjectConfig.from_env(config.to_env()) == config
+    by_hand = ProjectConfig.from_env(
+        {
+            f"{ENV_PREFIX}TRACKING_URI": "/data/mlruns",
+            f"{ENV_PREFIX}DB": "results.duckdb",
+            f"{ENV_PREFIX}EXPERIMENTS": "Classification, Imputation",
+            f"{ENV_PREFIX}KINDS": "Pupil=generic",
+        }
+    )
+    assert by_hand is not None
+    assert by_hand.experiments == ("Classification", "Imputation")
+    assert by_hand.kinds == {"Pupil": "generic"}
+
+
 def test_no_environment_means_no_config_and_empty_definitions() -> None:
     assert ProjectConfig.from_env({}) is None
     assert ProjectConfig.from_env({f"{ENV_PREFIX}TRACKING_URI": "sqlite:///x.db"}) is None
