@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -242,3 +244,29 @@ def test_check_passes_on_the_extraction_and_fails_on_a_bad_probability(
     assert code == 1
     failing = [line for line in output.splitlines() if line.startswith("FAIL")]
     assert len(failing) == 1 and "y_prob_in_unit_interval" in failing[0]
+
+
+def test_a_garbage_collected_run_loses_its_partition_and_rows(tmp_path: Path) -> None:
+    store = write_demo_store(tmp_path / "store", runs=3, bootstraps=20, imputation_runs=0)
+    database, home = tmp_path / "results.duckdb", tmp_path / "home"
+    args = ("--experiment", "Classification", "--subject-map", str(store.subject_map_path))
+    assert run_extract(store, database, home, *args).exit_code == 0
+    gone = store.good_run_ids[0]
+    # Deleted and then purged by MLflow's own `mlflow gc`: in neither the active nor the
+    # deleted listing any more.
+    mlflow.MlflowClient(store.tracking_uri).delete_run(gone)
+    purge = subprocess.run(
+        [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", store.tracking_uri,
+         "--tracking-uri", store.tracking_uri, "--run-ids", gone],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    again = run_extract(store, database, home, *args)
+    assert again.exit_code == 0, again.output
+    assert "removed 1" in again.output
+    assert _query(
+        database, f"SELECT count(*) FROM classification.runs WHERE run_id = '{gone}'"
+    ) == [(0,)]
+    with open_instance(home) as instance:
+        assert gone not in instance.get_dynamic_partitions("classification_runs")
+        assert len(instance.get_dynamic_partitions("classification_runs")) == 2
