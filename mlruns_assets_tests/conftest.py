@@ -37,12 +37,8 @@ def run_cli(*args: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def extract_command(store: DemoStore, database: Path, home: Path, *extra: str) -> list[str]:
-    """``mlruns-assets extract`` of the store with its subject map, as a child process's argv."""
+def _extract_args(store: DemoStore, database: Path, home: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "mlruns_assets.cli",
         "extract",
         "--tracking-uri",
         store.tracking_uri,
@@ -50,6 +46,16 @@ def extract_command(store: DemoStore, database: Path, home: Path, *extra: str) -
         str(database),
         "--dagster-home",
         str(home),
+    ]
+
+
+def extract_command(store: DemoStore, database: Path, home: Path, *extra: str) -> list[str]:
+    """``mlruns-assets extract`` of the store with its subject map, as a child process's argv."""
+    return [
+        sys.executable,
+        "-m",
+        "mlruns_assets.cli",
+        *_extract_args(store, database, home),
         "--subject-map",
         str(store.subject_map_path),
         *extra,
@@ -57,16 +63,8 @@ def extract_command(store: DemoStore, database: Path, home: Path, *extra: str) -
 
 
 def run_extract(store: DemoStore, database: Path, home: Path, *extra: str) -> Extracted:
-    code, output = run_cli(
-        "extract",
-        "--tracking-uri",
-        store.tracking_uri,
-        "--db",
-        str(database),
-        "--dagster-home",
-        str(home),
-        *extra,
-    )
+    """``mlruns-assets extract`` of the store in this process (no subject map unless in extra)."""
+    code, output = run_cli(*_extract_args(store, database, home), *extra)
     return Extracted(store, database, home, code, output)
 
 
