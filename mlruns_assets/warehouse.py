@@ -40,6 +40,10 @@ STORAGE_SETTINGS: dict[str, Any] = {"threads": 1}
 # blocks, so they skip it. Small partitions must not: without vacuum each commit keeps its own
 # partly filled blocks per column, and the file grew ~7x over 14 classification runs.
 BULK_SETTINGS: dict[str, Any] = {"max_vacuum_tasks": 0}
+# A writer that holds the file lets it go for only the next partition's read (~0.1-0.2 s) at a
+# time: a waiter sleeping up to 2 s between attempts could miss every such gap. A failed open
+# costs about a millisecond.
+RETRY_CAP_SECONDS = 0.5
 
 
 class DatabaseLockTimeout(RuntimeError):
@@ -61,8 +65,9 @@ def connect_with_retry(
     """Open ``database``, retrying while another process holds its lock.
 
     DuckDB allows one writing process per file, and a read-only open fails while another process
-    writes. Waits use full-jitter exponential backoff (capped at 2 s) so that several writers
-    do not retry in lock-step; after ``timeout_seconds`` a ``DatabaseLockTimeout`` names the file.
+    writes. Waits use full-jitter exponential backoff (capped at ``RETRY_CAP_SECONDS``) so that
+    several writers do not retry in lock-step; after ``timeout_seconds`` a
+    ``DatabaseLockTimeout`` names the file.
     ``on_wait(seconds waited so far)`` is called before each retry: a step waiting for the lock
     is alive and says so (the stall sensor would otherwise take it for hung).
     """
@@ -84,7 +89,7 @@ def connect_with_retry(
         if on_wait is not None:
             on_wait(time.monotonic() - started)
         time.sleep(random.uniform(0, delay))
-        delay = min(delay * 2, 2.0)
+        delay = min(delay * 2, RETRY_CAP_SECONDS)
 
 
 def ensure_tables(
