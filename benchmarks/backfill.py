@@ -1,7 +1,7 @@
 """Variant (d) of the benchmark: a backfill of every partition, launched the way the UI does.
 
 A temporary DAGSTER_HOME gets the project's ``dagster.yaml`` and a ``workspace.yaml`` that loads
-``mlruns_assets.definitions`` (configured through ``ProjectConfig.to_env()``). The experiment's
+``mlruns_assets.definitions`` (configured through ``Settings.to_env()``). The experiment's
 eligible runs are added as partitions (``plan_discovery``, as ``extract`` and the sensor do).
 Then ``dagster-webserver`` and ``dagster-daemon run`` start, each in its own process group;
 the discovery sensor is stopped through the UI's ``StopSensor`` mutation (otherwise it would
@@ -30,12 +30,12 @@ from typing import Any
 import dagster as dg
 from measure import MB, TreeSampler, start_group, stop_group
 
-from mlruns_assets.discovery import plan_discovery
-from mlruns_assets.extraction import CLASSIFICATION, assets_for_kind
-from mlruns_assets.instance import open_instance, prepare_dagster_home
-from mlruns_assets.partitions import partitions_def_name
-from mlruns_assets.project import ProjectConfig
-from mlruns_assets.tracking import TrackingStore
+from mlruns_assets.defs.partitions import partitions_def_name
+from mlruns_assets.runtime.instance import open_instance, prepare_dagster_home
+from mlruns_assets.runtime.settings import Kind, Settings
+from mlruns_assets.source.discovery import plan_discovery
+from mlruns_assets.source.tracking import TrackingStore
+from mlruns_assets.warehouse.catalog import assets_for_kind
 
 LOCATION = "mlruns_assets"
 REPOSITORY = "__repository__"  # the repository name of a Definitions object
@@ -131,7 +131,7 @@ def _wait(what: str, ready: Any, timeout_s: float, proc: Any, log: Path) -> floa
 
 
 def run_backfill(
-    config: ProjectConfig,
+    config: Settings,
     experiment_name: str,
     workdir: Path,
     *,
@@ -147,7 +147,7 @@ def run_backfill(
     )
     store = TrackingStore(config.tracking_uri)
     (experiment,) = store.experiments([experiment_name])
-    keys = [dg.AssetKey([experiment.slug, a.name]) for a in assets_for_kind(CLASSIFICATION)]
+    keys = [dg.AssetKey([experiment.slug, a.name]) for a in assets_for_kind(Kind.CLASSIFICATION)]
     with open_instance(home) as instance:
         plan = plan_discovery(store, experiment, set(), batch_size=10**9)
         instance.add_dynamic_partitions(partitions_def_name(experiment), plan.to_add)

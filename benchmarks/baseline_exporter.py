@@ -5,7 +5,7 @@ project replaced. It reproduces the original ``StreamingDuckDBExporter`` pattern
 /work/shared/seeds/): for each run, load the metrics pickle with plain ``pickle.load``, compute
 the measures, and insert every row with its own ``conn.execute("INSERT ... VALUES (?, ...)")``
 in autocommit mode (no per-run transaction, no Arrow). It computes the same measures with the
-same functions (``mlruns_assets.stratos``) and writes the same tables (same DDL), so its
+same functions (``mlruns_assets.transform.stratos``) and writes the same tables (same DDL), so its
 ``essential_metrics`` can be compared value for value with the project's. Unlike the project it
 runs no validation checks and has no memory guard, as the original had none in use.
 
@@ -36,11 +36,12 @@ import numpy as np
 from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
-from mlruns_assets import stratos
-from mlruns_assets.extraction import CLASSIFICATION, tables_for_kind
-from mlruns_assets.run_names import parse_run_name
-from mlruns_assets.tables import create_table_sql
-from mlruns_assets.tracking import slugify
+from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.tracking import slugify
+from mlruns_assets.transform import stratos
+from mlruns_assets.transform.run_names import parse_run_name
+from mlruns_assets.warehouse.catalog import tables_for_kind
+from mlruns_assets.warehouse.tables import create_table_sql
 
 SUPPLEMENTARY = ("F1", "accuracy", "AUPR", "sensitivity", "specificity", "PPV", "NPV")
 NET_BENEFIT_THRESHOLDS = (0.05, 0.10, 0.15, 0.20)
@@ -244,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     subject_map = _load_subject_map(args.subject_map)
     conn = duckdb.connect(args.db)
     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    for spec in tables_for_kind(CLASSIFICATION):
+    for spec in tables_for_kind(Kind.CLASSIFICATION):
         conn.execute(create_table_sql(schema, spec))
     out = RowWriter(conn, schema)
     load = compute = 0.0

@@ -1,8 +1,8 @@
 """Micro-benchmark of the DuckDB commit pattern alone: what one partition's commit costs.
 
 One real run of the store is extracted once (``extract_run``); its tables are then committed N
-times under fresh run ids through ``mlruns_assets.warehouse.replace_partition`` with the same
-in-transaction validation as the extraction asset, in four patterns:
+times under fresh run ids through ``mlruns_assets.warehouse.duckdb_writer.replace_partition``
+with the same in-transaction validation as the extraction asset, in four patterns:
 
   one_connection      one connection for all partitions (the floor's pattern)
   partition_writer    the project's ``PartitionWriter`` with its default hold time (what
@@ -36,12 +36,17 @@ import duckdb
 import pyarrow as pa
 
 from mlruns_assets import warehouse
-from mlruns_assets.assets import reject_invalid_run
-from mlruns_assets.extraction import CLASSIFICATION, ExtractionSettings, extract_run
-from mlruns_assets.guardrails import current_rss, peak_rss, reset_peak_rss
-from mlruns_assets.tables import TableSpec
-from mlruns_assets.tracking import TrackingStore
-from mlruns_assets.warehouse import DuckDBWarehouse, connect_with_retry, replace_partition
+from mlruns_assets.pipeline.partition_loop import reject_invalid_run
+from mlruns_assets.pipeline.run_extraction import ExtractionSettings, extract_run
+from mlruns_assets.runtime.guardrails import current_rss, peak_rss, reset_peak_rss
+from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.tracking import TrackingStore
+from mlruns_assets.warehouse.duckdb_writer import (
+    DuckDBWarehouse,
+    connect_with_retry,
+    replace_partition,
+)
+from mlruns_assets.warehouse.tables import TableSpec
 
 PATTERNS = ("one_connection", "partition_writer", "per_partition", "per_partition_vacuum")
 
@@ -113,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = TrackingStore(args.tracking_uri)
     (experiment,) = store.experiments([args.experiment])
     run = next(store.iter_runs(experiment.experiment_id))
-    tables = extract_run(store, run, ExtractionSettings(kind=CLASSIFICATION)).tables
+    tables = extract_run(store, run, ExtractionSettings(kind=Kind.CLASSIFICATION)).tables
     materialized = {spec: t for spec, t in tables.items() if isinstance(t, pa.Table)}
     args.workdir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {

@@ -1,10 +1,11 @@
 """Variant (b) of the benchmark: the project's extraction work without Dagster (the floor).
 
-The same calls ``mlruns_assets.extraction.extract_run`` makes (run row, metric history,
+The same calls ``mlruns_assets.pipeline.run_extraction.extract_run`` makes (run row, metric history,
 ``load_metrics_artifact`` with the allow-list unpickler, ``build_stratos_tables``), timed one by
-one, then one Arrow transaction per run through ``mlruns_assets.warehouse.replace_partition``
-with the same in-transaction validation as the extraction asset (``reject_invalid_run``). One
-DuckDB connection for the whole loop; no Dagster instance, no events.
+one, then one Arrow transaction per run through
+``mlruns_assets.warehouse.duckdb_writer.replace_partition`` with the same in-transaction
+validation as the extraction asset (``reject_invalid_run``). One DuckDB connection for the whole
+loop; no Dagster instance, no events.
 
     python benchmarks/floor.py --tracking-uri URI --experiment NAME --db PATH
         [--subject-map CSV] [--imports-only]
@@ -23,18 +24,16 @@ from functools import partial
 
 import duckdb
 
-from mlruns_assets.assets import reject_invalid_run
-from mlruns_assets.extraction import (
-    CLASSIFICATION,
-    load_metrics_artifact,
-    runs_table,
-    tables_for_kind,
-)
-from mlruns_assets.guardrails import MemoryGuard
-from mlruns_assets.stratos_tables import build_stratos_tables
-from mlruns_assets.subjects import load_subject_map
-from mlruns_assets.tracking import TrackingStore, exclusion_reason
-from mlruns_assets.warehouse import connect_with_retry, replace_partition
+from mlruns_assets.pipeline.partition_loop import reject_invalid_run
+from mlruns_assets.runtime.guardrails import MemoryGuard
+from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.artifacts import load_metrics_artifact
+from mlruns_assets.source.tracking import TrackingStore, exclusion_reason
+from mlruns_assets.transform.run_record import metric_history_table, runs_table
+from mlruns_assets.transform.stratos_tables import build_stratos_tables
+from mlruns_assets.transform.subjects import load_subject_map
+from mlruns_assets.warehouse.catalog import tables_for_kind
+from mlruns_assets.warehouse.duckdb_writer import connect_with_retry, replace_partition
 
 PHASES = ("runs_row", "metric_history", "load_artifact", "build_tables", "insert", "validate")
 
@@ -53,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     store = TrackingStore(args.tracking_uri)
     (experiment,) = store.experiments([args.experiment])
-    slug, specs = experiment.slug, tables_for_kind(CLASSIFICATION)
+    slug, specs = experiment.slug, tables_for_kind(Kind.CLASSIFICATION)
     subject_map = load_subject_map(args.subject_map) if args.subject_map else None
     memory = MemoryGuard(int(args.max_memory_gb * 1e9))
     spent = dict.fromkeys(PHASES, 0.0)
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory.check(f"the start of run {run.info.run_id}")
             tables = {specs[0]: runs_table(run, now)}
             t1 = time.perf_counter()
-            tables[specs[1]] = store.metric_history(run)
+            tables[specs[1]] = metric_history_table(run.info.run_id, store.metric_history(run))
             t2 = time.perf_counter()
             with store.artifacts(run) as artifacts:
                 metrics, path = load_metrics_artifact(artifacts, memory)

@@ -157,7 +157,7 @@ client.search_runs([experiment.experiment_id], max_results=1000)
     "b": """
 import sys
 import floor
-from mlruns_assets.tracking import TrackingStore
+from mlruns_assets.source.tracking import TrackingStore
 store = TrackingStore(sys.argv[1])
 (experiment,) = store.experiments([sys.argv[2]])
 list(store.iter_runs(experiment.experiment_id))
@@ -171,7 +171,7 @@ def baselines(store: BenchStore, home: Path) -> dict[str, Baseline]:
     imports = {
         "a": [PY, str(HERE / "baseline_exporter.py"), *dummy],
         "b": [PY, str(HERE / "floor.py"), *dummy],
-        "c": [PY, "-c", "import mlruns_assets.cli, mlruns_assets.headless"],
+        "c": [PY, "-c", "import mlruns_assets.cli.main, mlruns_assets.cli.extract"],
     }
     args = [store.tracking_uri, store.experiment]
     ready = {
@@ -241,7 +241,7 @@ def dagster_breakdown(home: Path, work_table: str = "runs") -> dict[str, Any]:
     partition (gaps between consecutive ASSET_MATERIALIZATION events), and the asset checks
     at the end of the step.
     """
-    from mlruns_assets.instance import open_instance
+    from mlruns_assets.runtime.instance import open_instance
 
     counts: dict[str, int] = {}
     planned_s = work_s = checks_s = runs_s = 0.0
@@ -304,9 +304,9 @@ STARTUP_FLOOR = """
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-import mlruns_assets.cli, mlruns_assets.headless
-from mlruns_assets.instance import open_instance
-from mlruns_assets.tracking import TrackingStore
+import mlruns_assets.cli.main, mlruns_assets.cli.extract
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.source.tracking import TrackingStore
 TrackingStore(sys.argv[1]).experiments([sys.argv[2]])
 with open_instance(Path(sys.argv[3])):
     pass
@@ -807,10 +807,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from backfill import run_backfill
 
-            from mlruns_assets.project import ProjectConfig
+            from mlruns_assets.runtime.settings import Settings
 
             log("(d) backfill through dagster-webserver + dagster-daemon")
-            config = ProjectConfig(
+            config = Settings(
                 tracking_uri=store.tracking_uri,
                 database=str(dbs["d"]),
                 experiments=(store.experiment,),

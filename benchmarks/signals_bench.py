@@ -38,10 +38,10 @@ import mlflow
 from measure import run_measured
 from mlflow.entities import Run
 
-from mlruns_assets.demo import write_demo_store
-from mlruns_assets.extraction import load_imputation_artifact
-from mlruns_assets.guardrails import MemoryGuard
-from mlruns_assets.tracking import TrackingStore
+from mlruns_assets.demo.store import write_demo_store
+from mlruns_assets.runtime.guardrails import MemoryGuard
+from mlruns_assets.source.artifacts import load_imputation_artifact
+from mlruns_assets.source.tracking import TrackingStore
 
 MB = 1e6
 TABLE_DDL = """CREATE TABLE IF NOT EXISTS preprocessed_signals (
@@ -78,7 +78,7 @@ def worker_row_by_row(args: argparse.Namespace) -> None:
     import duckdb
     import numpy as np
 
-    from mlruns_assets.subjects import load_subject_map
+    from mlruns_assets.transform.subjects import load_subject_map
 
     if args.imports_only:
         return
@@ -117,9 +117,9 @@ def worker_floor(args: argparse.Namespace) -> None:
     """(b) The project's pickle reads and Arrow tables, one append per split, no Dagster."""
     import duckdb
 
-    from mlruns_assets.signals import imputation_methods, read_signals, signal_tables
-    from mlruns_assets.subjects import load_subject_map
-    from mlruns_assets.warehouse import BULK_SETTINGS, STORAGE_SETTINGS, insert_chunks
+    from mlruns_assets.transform.signals import imputation_methods, read_signals, signal_tables
+    from mlruns_assets.transform.subjects import load_subject_map
+    from mlruns_assets.warehouse.duckdb_writer import BULK_SETTINGS, STORAGE_SETTINGS, insert_chunks
 
     if args.imports_only:
         return
@@ -248,7 +248,7 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         base = measure([*me, "--worker", name, *common, "--db", "x", "--imports-only"])
         db = work / f"{name}.duckdb"
         add(label, [*me, "--worker", name, *common, "--db", str(db)], base["peak_rss"], db, "main")
-    imports = ["-c", "import mlruns_assets.cli, mlruns_assets.headless"]
+    imports = ["-c", "import mlruns_assets.cli.main, mlruns_assets.cli.extract"]
     base_extract = measure([sys.executable, *imports])["peak_rss"]
     db = work / "extract.duckdb"
     command = extract_command(store.tracking_uri, db, store.subject_map_path)

@@ -1,6 +1,6 @@
 """Seed-shaped classification tracking stores for the benchmarks.
 
-``write_benchmark_store`` logs N classification runs through ``mlruns_assets.demo``'s public
+``write_benchmark_store`` logs N classification runs through ``mlruns_assets.demo.store``'s public
 ``log_classification_run`` (the same metrics/dictArrays pickles as the demo store: ~20 MB of
 metrics pickle per run at B=1000). ``write_demo_store`` cannot be used directly: it draws run
 names from the 100 registry combinations and refuses more runs. Here the names also vary the
@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 
-from mlruns_assets.demo import (
+from mlruns_assets.demo.store import (
     CLASSIFIERS,
     FEATURIZATIONS,
     IMPUTATIONS,

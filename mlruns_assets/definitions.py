@@ -1,13 +1,27 @@
-"""The Dagster code location (``dagster dev -m mlruns_assets.definitions``).
+"""The Dagster code location (``dagster dev -m mlruns_assets.definitions``; ``mlruns-assets ui``
+starts it configured).
 
-Configured through the environment (``mlruns-assets ui`` sets it): MLRUNS_ASSETS_TRACKING_URI,
-MLRUNS_ASSETS_DB and optionally MLRUNS_ASSETS_EXPERIMENTS (``A,B`` or a JSON list, for names
-with commas) and MLRUNS_ASSETS_KINDS (``Name=kind,...`` or a JSON object).
+Configured through the environment (``MLRUNS_ASSETS_TRACKING_URI``, ``MLRUNS_ASSETS_DB`` and the
+other options of ``runtime.settings.Settings``). Loading it lists the tracking store's
+experiments once (their names make the asset keys); a store that cannot be listed or a missing
+setting fails the load with one line naming it, so the UI shows why instead of an empty
+location.
 """
 
-import dagster as dg
+import os
 
-from mlruns_assets.project import ProjectConfig, build_definitions
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.runtime.settings import Settings, env_name
 
-_config = ProjectConfig.from_env()
-defs = build_definitions(_config) if _config else dg.Definitions()
+
+def _load() -> object:
+    settings = Settings.from_env(os.environ)
+    if settings is None:
+        raise RuntimeError(
+            f"mlruns_assets: set {env_name('tracking_uri')} and {env_name('database')} (or start "
+            "the UI with `mlruns-assets ui --tracking-uri ... --db ...`)"
+        )
+    return build_definitions(settings, from_environment=True)
+
+
+defs = _load()

@@ -7,22 +7,27 @@ import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pytest
 
-from mlruns_assets.cli import main
-from mlruns_assets.demo import DemoStore, write_demo_store
+from mlruns_assets.cli.main import main
+from mlruns_assets.demo.store import DemoStore
+from mlruns_assets_tests.support.bad_runs import BadDemoStore, write_bad_demo_store
 
 # The case study published with the STRATOS paper (894 patients), copied from the project's
 # shared reference so the tests need nothing outside the repository.
 CASE_STUDY = Path(__file__).resolve().parent / "data" / "stratos_case_study.txt"
 
 
+StoreT = TypeVar("StoreT", bound=DemoStore)
+
+
 @dataclass(frozen=True)
-class Extracted:
+class Extracted(Generic[StoreT]):
     """A demo store and the result of one ``mlruns-assets extract`` over it."""
 
-    store: DemoStore
+    store: StoreT
     database: Path
     dagster_home: Path
     exit_code: int
@@ -62,17 +67,17 @@ def extract_command(store: DemoStore, database: Path, home: Path, *extra: str) -
     ]
 
 
-def run_extract(store: DemoStore, database: Path, home: Path, *extra: str) -> Extracted:
+def run_extract(store: StoreT, database: Path, home: Path, *extra: str) -> Extracted[StoreT]:
     """``mlruns-assets extract`` of the store in this process (no subject map unless in extra)."""
     code, output = run_cli(*_extract_args(store, database, home), *extra)
     return Extracted(store, database, home, code, output)
 
 
 @pytest.fixture(scope="session")
-def bad_store_extracted(tmp_path_factory: pytest.TempPathFactory) -> Extracted:
+def bad_store_extracted(tmp_path_factory: pytest.TempPathFactory) -> Extracted[BadDemoStore]:
     """The demo store with every kind of bad run (SQLite backend), extracted with a subject map."""
     root = tmp_path_factory.mktemp("bad_store")
-    store = write_demo_store(root / "store", backend="sqlite", runs=8, bootstraps=40, bad_runs=True)
+    store = write_bad_demo_store(root / "store", backend="sqlite", runs=8, bootstraps=40)
     return run_extract(
         store, root / "results.duckdb", root / "home", "--subject-map", str(store.subject_map_path)
     )

@@ -24,11 +24,11 @@ import duckdb
 import pytest
 from conftest import extract_command, run_extract
 
-from mlruns_assets.demo import DemoStore, write_demo_store
-from mlruns_assets.extraction import asset_of_table
-from mlruns_assets.instance import open_instance
-from mlruns_assets.progress import PROGRESS_PREFIX
-from mlruns_assets.project import ENV_PREFIX, ProjectConfig
+from mlruns_assets.demo.store import DemoStore, write_demo_store
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.progress import PROGRESS_PREFIX
+from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
+from mlruns_assets.warehouse.catalog import asset_of_table
 
 SEED = 20260201
 KILLS = 3
@@ -192,14 +192,15 @@ def test_kill_9_mid_extraction_then_rerun_leaves_every_partition_exactly_once(
 WRITER = """
 import logging, sys
 from pathlib import Path
-from mlruns_assets.instance import open_instance
-from mlruns_assets.partitions import range_tags
-from mlruns_assets.progress import PROGRESS_LOGGER
-from mlruns_assets.project import ProjectConfig, build_definitions
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.defs.partitions import range_tags
+from mlruns_assets.runtime.progress import PROGRESS_LOGGER
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.runtime.settings import Settings
 
 PROGRESS_LOGGER.addHandler(logging.StreamHandler(sys.stdout))
 PROGRESS_LOGGER.setLevel(logging.INFO)
-defs = build_definitions(ProjectConfig.from_env())
+defs = build_definitions(Settings.from_env())
 with open_instance(Path(sys.argv[1])) as instance:
     job = defs.resolve_job_def("classification_extraction_job")
     result = job.execute_in_process(instance=instance, tags=range_tags(sys.argv[2:]),
@@ -218,7 +219,7 @@ def test_two_processes_write_different_partitions_of_one_database_at_once(
     database, home = tmp_path / "results.duckdb", tmp_path / "home"
     with open_instance(home) as instance:
         instance.add_dynamic_partitions("classification_runs", keys)
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=store.tracking_uri,
         database=str(database),
         experiments=("Classification",),

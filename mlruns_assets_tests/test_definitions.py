@@ -8,8 +8,6 @@ import importlib
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,11 +20,11 @@ from types import ModuleType
 import dagster as dg
 import pytest
 
-import mlruns_assets.definitions
-from mlruns_assets.cli import main
-from mlruns_assets.demo import DemoStore, write_demo_store
-from mlruns_assets.extraction import asset_of_table, assets_for_kind
-from mlruns_assets.project import ENV_PREFIX, ProjectConfig
+from mlruns_assets.cli.main import main
+from mlruns_assets.demo.store import DemoStore, write_demo_store
+from mlruns_assets.runtime.settings import ENV_PREFIX, Kind, Settings
+from mlruns_assets.warehouse.catalog import asset_of_table, assets_for_kind
+from mlruns_assets_tests.support.processes import free_port, stop_process_group
 
 SERVER_START_TIMEOUT = 120.0
 
@@ -45,25 +43,25 @@ def _clean_environ() -> dict[str, str]:
 @contextlib.contextmanager
 def definitions_module(env: dict[str, str]) -> Iterator[ModuleType]:
     """``mlruns_assets.definitions`` imported afresh under ``env`` (the only MLRUNS_ASSETS_*
-    variables), reloaded again afterwards under the original environment."""
+    variables), forgotten again afterwards."""
     with pytest.MonkeyPatch.context() as mp:
         for key in os.environ:
             if key.startswith(ENV_PREFIX):
                 mp.delenv(key)
         for key, value in env.items():
             mp.setenv(key, value)
+        sys.modules.pop("mlruns_assets.definitions", None)
         try:
-            yield importlib.reload(mlruns_assets.definitions)
+            yield importlib.import_module("mlruns_assets.definitions")
         finally:
-            mp.undo()
-            importlib.reload(mlruns_assets.definitions)
+            sys.modules.pop("mlruns_assets.definitions", None)
 
 
 # --------------------------------------------------------------------------- (a) configuration
 
 
 def test_config_round_trips_through_the_environment(tmp_path: Path) -> None:
-    full = ProjectConfig(
+    full = Settings(
         tracking_uri="sqlite:////data/mlflow.db",
         database=str(tmp_path / "results.duckdb"),
         experiments=("Classification", "Imputation"),
@@ -73,24 +71,24 @@ def test_config_round_trips_through_the_environment(tmp_path: Path) -> None:
         max_memory_gb=2.5,
         heartbeat_seconds=7.0,
     )
-    minimal = ProjectConfig(tracking_uri="/data/mlruns", database="results.duckdb")
+    minimal = Settings(tracking_uri="/data/mlruns", database="results.duckdb")
     for config in (full, minimal):
         env = config.to_env()
         assert all(k.startswith(ENV_PREFIX) and isinstance(v, str) for k, v in env.items())
-        assert ProjectConfig.from_env(env) == config
-    assert ProjectConfig.from_env(minimal.to_env()).admit_failed_runs is False  # type: ignore[union-attr]
-    assert ProjectConfig.from_env(minimal.to_env()).subject_map is None  # type: ignore[union-attr]
+        assert Settings.from_env(env) == config
+    assert Settings.from_env(minimal.to_env()).admit_failed_runs is False  # type: ignore[union-attr]
+    assert Settings.from_env(minimal.to_env()).subject_map is None  # type: ignore[union-attr]
 
 
 def test_experiment_names_with_commas_round_trip_and_hand_written_lists_still_parse() -> None:
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri="/data/mlruns",
         database="results.duckdb",
         experiments=("Classification, v2", "a=b"),
         kinds={"Classification, v2": "classification", "a=b": "imputation"},
     )
-    assert ProjectConfig.from_env(config.to_env()) == config
-    by_hand = ProjectConfig.from_env(
+    assert Settings.from_env(config.to_env()) == config
+    by_hand = Settings.from_env(
         {
             f"{ENV_PREFIX}TRACKING_URI": "/data/mlruns",
             f"{ENV_PREFIX}DB": "results.duckdb",
@@ -103,27 +101,38 @@ def test_experiment_names_with_commas_round_trip_and_hand_written_lists_still_pa
     assert by_hand.kinds == {"Pupil": "generic"}
 
 
-def test_no_environment_means_no_config_and_empty_definitions() -> None:
-    assert ProjectConfig.from_env({}) is None
-    assert ProjectConfig.from_env({f"{ENV_PREFIX}TRACKING_URI": "sqlite:///x.db"}) is None
-    assert ProjectConfig.from_env({f"{ENV_PREFIX}DB": "x.duckdb"}) is None
-    assert (
-        ProjectConfig.from_env({f"{ENV_PREFIX}TRACKING_URI": " ", f"{ENV_PREFIX}DB": "x"}) is None
-    )
-    with definitions_module({}) as module:
-        defs = module.defs
-        assert isinstance(defs, dg.Definitions)
-        assert not list(defs.assets or []) and not list(defs.sensors or [])
-        assert not list(defs.jobs or []) and not list(defs.asset_checks or [])
-        assert defs.resolve_all_asset_keys() == []
-        dg.Definitions.validate_loadable(defs)
+def test_no_environment_fails_the_code_location_with_one_line_naming_the_settings(
+    tmp_path: Path,
+) -> None:
+    assert Settings.from_env({}) is None
+    with pytest.raises(ValueError, match=f"{ENV_PREFIX}DB is not set"):
+        Settings.from_env({f"{ENV_PREFIX}TRACKING_URI": "sqlite:///x.db"})
+    with pytest.raises(ValueError, match=f"{ENV_PREFIX}TRACKING_URI is not set"):
+        Settings.from_env({f"{ENV_PREFIX}DB": "x.duckdb"})
+    with pytest.raises(ValueError, match="unknown kind 'clasification'"):
+        Settings.from_env(
+            {
+                f"{ENV_PREFIX}TRACKING_URI": "t",
+                f"{ENV_PREFIX}DB": "x",
+                f"{ENV_PREFIX}KINDS": "A=clasification",
+            }
+        )
+    # Never an empty code location in silence: the load fails with the reason.
+    unset = f"set {ENV_PREFIX}TRACKING_URI and {ENV_PREFIX}DB"
+    with pytest.raises(RuntimeError, match=unset), definitions_module({}):
+        pass
+    missing = tmp_path / "nowhere"
+    env = {f"{ENV_PREFIX}TRACKING_URI": str(missing), f"{ENV_PREFIX}DB": str(tmp_path / "r.duckdb")}
+    not_a_store = f"tracking store {missing} is not an existing"
+    with pytest.raises(RuntimeError, match=not_a_store), definitions_module(env):
+        pass
 
 
 # --------------------------------------------------------------------------- (b) definitions
 
 
 def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=demo.tracking_uri,
         database=str(tmp_path / "results.duckdb"),
         subject_map=str(demo.subject_map_path),
@@ -147,8 +156,12 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
             assert isinstance(partitions, dg.DynamicPartitionsDefinition)
             assert partitions.name == f"{key[0]}_runs"
 
-        jobs = {j.name for j in defs.jobs or []}
-        assert jobs == {"classification_extraction_job", "imputation_extraction_job"}
+        jobs = {j.name for j in defs.jobs or []}  # type: ignore[union-attr]
+        assert jobs == {
+            f"{slug}_{what}_job"
+            for slug in ("classification", "imputation")
+            for what in ("extraction", "removal")
+        }
         sensors = {s.name: s for s in defs.sensors or []}
         assert set(sensors) == {
             "classification_discovery_sensor",
@@ -156,15 +169,19 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
             "extraction_stall_sensor",
         }
         for slug in ("classification", "imputation"):
-            assert sensors[f"{slug}_discovery_sensor"].job_name == f"{slug}_extraction_job"
+            targets = {t.job_name for t in sensors[f"{slug}_discovery_sensor"].targets}
+            assert targets == {f"{slug}_extraction_job", f"{slug}_removal_job"}
             job = defs.resolve_job_def(f"{slug}_extraction_job")
             assert {tuple(k.path) for k in job.asset_layer.executable_asset_keys} == {
                 k for k in keys if k[0] == slug
             }
 
         checks = {(tuple(c.asset_key.path), c.name) for c in graph.asset_check_keys}
-        for slug in ("classification", "imputation"):
-            for table, asset in asset_of_table(slug).items():
+        for slug, kind in (
+            ("classification", Kind.CLASSIFICATION),
+            ("imputation", Kind.IMPUTATION),
+        ):
+            for table, asset in asset_of_table(kind).items():
                 assert ((slug, asset), f"{table}_is_valid") in checks
         assert (("classification", "stratos"), "calibration_curves_is_valid") in checks
         assert (("classification", "runs"), "metric_history_is_valid") in checks
@@ -174,19 +191,17 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
             (("imputation", "runs"), "synthetic_runs_absent"),
         } <= checks
 
+        # Built from the environment: the UI shows which variable each location comes from.
         resources = defs.resources or {}
-        assert resources["mlflow_tracking"].tracking_uri == demo.tracking_uri
-        assert resources["mlflow_tracking"].subject_map == str(demo.subject_map_path)
-        assert resources["warehouse"].database == config.database
+        tracking_uri = resources["mlflow_tracking"].tracking_uri
+        assert isinstance(tracking_uri, dg.EnvVar)
+        assert tracking_uri == f"{ENV_PREFIX}TRACKING_URI"
+        assert tracking_uri.get_value() == demo.tracking_uri
+        assert resources["extraction_policy"].subject_map == str(demo.subject_map_path)
+        assert resources["warehouse"].database.get_value() == config.database
 
 
 # --------------------------------------------------------------------------- (c) web server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _graphql(port: int, query: str) -> dict:
@@ -257,24 +272,9 @@ def _wait_until_loaded(proc: subprocess.Popen, port: int, log: Path) -> list[dic
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate the server and its code server (the process group this test started)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # a code server left behind by the webserver
-
-
 def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Path) -> None:
     database, home = tmp_path / "results.duckdb", tmp_path / "home"
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=demo.tracking_uri,
         database=str(database),
         subject_map=str(demo.subject_map_path),
@@ -297,7 +297,7 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
     assert code == 0, out.getvalue()
     assert (home / "dagster.yaml").is_file()
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "webserver.log"
     env = {**_clean_environ(), **config.to_env(), "DAGSTER_HOME": str(home)}
     cmd = [sys.executable, "-m", "dagster_webserver", "-m", "mlruns_assets.definitions"]
@@ -320,8 +320,8 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
         )
         data = _graphql(port, query)
         listed = {tuple(n["assetKey"]["path"]) for n in data["assetNodes"]}
-        expected = {("classification", a.name) for a in assets_for_kind("classification")}
-        expected |= {("imputation", a.name) for a in assets_for_kind("imputation")}
+        expected = {("classification", a.name) for a in assets_for_kind(Kind.CLASSIFICATION)}
+        expected |= {("imputation", a.name) for a in assets_for_kind(Kind.IMPUTATION)}
         assert listed == expected
 
         for slug, run_ids in (
@@ -338,5 +338,4 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
             assert statuses["unmaterializedPartitions"] == []
             assert statuses["materializingPartitions"] == []
     finally:
-        _stop(proc)
-    assert proc.returncode is not None
+        stop_process_group(proc)  # the server and the code server it started

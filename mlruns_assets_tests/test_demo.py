@@ -1,4 +1,7 @@
-"""Tests for the demo tracking store writer (mlruns_assets.demo), read back through MLflow."""
+"""Tests for the demo tracking store writer (mlruns_assets.demo.store), read back through MLflow.
+
+Most tests read a store with every kind of bad run (``support.bad_runs``): the same good runs as
+``write_demo_store`` writes, plus the variants the extraction must fail or skip."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import pickle
 import pickletools
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +19,34 @@ import numpy as np
 import pytest
 from mlflow.entities import ViewType
 
-from mlruns_assets.demo import (
+from mlruns_assets.demo.pickles import SCALAR_NAMES
+from mlruns_assets.demo.store import (
     METRIC_STEPS,
-    SCALAR_NAMES,
-    UNICODE_RUN_NAME,
     DemoStore,
     log_classification_run,
     tracking_uri_for,
     write_demo_store,
 )
+from mlruns_assets_tests.support.bad_runs import (
+    UNICODE_RUN_NAME,
+    BadDemoStore,
+    write_bad_demo_store,
+)
 
 BOOTSTRAPS, N_TEST, RUNS = 50, 63, 12
-N_VARIANT_RUNS = 13  # runs added to Classification by bad_runs=True
+N_VARIANT_RUNS = 13  # runs added to Classification by write_bad_demo_store
 
 
 @pytest.fixture(scope="module", params=["sqlite", "file"])
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BadDemoStore:
     path = tmp_path_factory.mktemp(f"store_{request.param}")
-    return write_demo_store(path, backend=request.param, bad_runs=True)
+    return write_bad_demo_store(path, backend=request.param)
+
+
+@pytest.fixture(scope="module")
+def plain_store(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
+    """``write_demo_store`` with its defaults (file backend)."""
+    return write_demo_store(tmp_path_factory.mktemp("plain_store"), backend="file")
 
 
 def _client(store: DemoStore) -> mlflow.MlflowClient:
@@ -73,11 +87,11 @@ def _subject_map(store: DemoStore) -> dict[str, str]:
     return {row["original"]: row["anonymized"] for row in rows}
 
 
-def _bad_id(store: DemoStore, label: str) -> str:
+def _bad_id(store: BadDemoStore, label: str) -> str:
     return next(rid for rid, lab in store.bad_run_ids.items() if lab == label)
 
 
-def test_classification_runs_counts_names_statuses(store: DemoStore) -> None:
+def test_classification_runs_counts_names_statuses(store: BadDemoStore) -> None:
     runs = _runs(store, store.classification_experiment)
     assert len(runs) == RUNS + N_VARIANT_RUNS
     by_id = {r.info.run_id: r for r in runs}
@@ -129,7 +143,7 @@ def test_classification_runs_counts_names_statuses(store: DemoStore) -> None:
     }
 
 
-def test_synthetic_experiment(store: DemoStore) -> None:
+def test_synthetic_experiment(store: BadDemoStore) -> None:
     assert store.synthetic_experiment == "synth_Classification"
     (run,) = _runs(store, store.synthetic_experiment)
     assert store.excluded_run_ids[run.info.run_id] == "synthetic"
@@ -146,7 +160,7 @@ def test_metric_history(store: DemoStore) -> None:
             assert sorted(m.step for m in history) == list(range(METRIC_STEPS))
 
 
-def test_artifact_layout(store: DemoStore) -> None:
+def test_artifact_layout(store: BadDemoStore) -> None:
     client = _client(store)
     for rid in [*store.good_run_ids, *store.bad_run_ids]:
         name = client.get_run(rid).info.run_name
@@ -167,7 +181,7 @@ def _brute_auroc(y: np.ndarray, p: np.ndarray) -> float:
     return float(((pos > neg) + 0.5 * (pos == neg)).mean())
 
 
-def test_metrics_pickle_structure(store: DemoStore, tmp_path: Path) -> None:
+def test_metrics_pickle_structure(store: BadDemoStore, tmp_path: Path) -> None:
     client = _client(store)
     for rid in store.good_run_ids:
         if rid == store.single_class_run_id:
@@ -212,7 +226,7 @@ def test_metrics_pickle_structure(store: DemoStore, tmp_path: Path) -> None:
         assert "y_pred_proba_mean" not in arrays
 
 
-def test_single_class_run_is_valid_but_undefined_auroc(store: DemoStore, tmp_path: Path) -> None:
+def test_single_class_run_is_valid_but_undefined_auroc(store: BadDemoStore, tmp_path: Path) -> None:
     assert store.single_class_run_id is not None
     d = _load_run_pickle(store, store.single_class_run_id, "metrics", tmp_path)
     labels = d["subjectwise_stats"]["test"]["labels"]
@@ -225,7 +239,7 @@ def test_single_class_run_is_valid_but_undefined_auroc(store: DemoStore, tmp_pat
     )
 
 
-def test_corrupt_runs(store: DemoStore, tmp_path: Path) -> None:
+def test_corrupt_runs(store: BadDemoStore, tmp_path: Path) -> None:
     nan = _load_run_pickle(store, _bad_id(store, "nan_proba"), "metrics", tmp_path)
     assert np.isnan(nan["subjectwise_stats"]["test"]["preds"]["y_pred_proba"]["mean"]).any()
     label2 = _load_run_pickle(store, _bad_id(store, "label_2"), "metrics", tmp_path)
@@ -238,7 +252,7 @@ def test_corrupt_runs(store: DemoStore, tmp_path: Path) -> None:
         list(pickletools.genops(data))
 
 
-def test_malicious_pickle_was_not_executed(store: DemoStore, tmp_path: Path) -> None:
+def test_malicious_pickle_was_not_executed(store: BadDemoStore, tmp_path: Path) -> None:
     assert store.pwned_marker is not None and not store.pwned_marker.exists()
     rid = _bad_id(store, "malicious")
     (artifact,) = _client(store).list_artifacts(rid, "metrics")
@@ -249,7 +263,7 @@ def test_malicious_pickle_was_not_executed(store: DemoStore, tmp_path: Path) -> 
     assert not store.pwned_marker.exists()
 
 
-def test_subject_map(store: DemoStore, tmp_path: Path) -> None:
+def test_subject_map(store: BadDemoStore, tmp_path: Path) -> None:
     mapping = _subject_map(store)
     store_root = Path(store.tracking_uri.removeprefix("sqlite:///")).parent
     assert store.subject_map_path.parent == store_root
@@ -304,16 +318,43 @@ def test_imputation_experiment(store: DemoStore, tmp_path: Path) -> None:
         assert total == 40 and d["source_data"]["df"]["train"]["time"]["time"].shape[0] == 28
 
 
-def test_defaults_without_bad_runs(tmp_path: Path) -> None:
-    store = write_demo_store(tmp_path, backend="file")
-    assert store.tracking_uri == str(tmp_path.resolve() / "mlruns")
+def test_defaults_without_bad_runs(plain_store: DemoStore, tmp_path: Path) -> None:
+    root = plain_store.subject_map_path.parent
+    assert plain_store.tracking_uri == str(root / "mlruns")
     assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
-    assert len(store.good_run_ids) == RUNS and not store.bad_run_ids and not store.excluded_run_ids
-    assert store.single_class_run_id is None and store.synthetic_experiment is None
-    assert len(_runs(store, "Classification")) == RUNS
+    assert type(plain_store) is DemoStore and len(plain_store.good_run_ids) == RUNS
+    experiments = _client(plain_store).search_experiments(view_type=ViewType.ALL)
+    assert sorted(e.name for e in experiments) == ["Classification", "Default", "Imputation"]
+    runs = _runs(plain_store, "Classification")
+    assert {r.info.run_id for r in runs} == set(plain_store.good_run_ids)
+    assert all(r.info.status == "FINISHED" and not r.data.tags.get("is_synthetic") for r in runs)
+    assert not (root / "PWNED").exists()
     assert tracking_uri_for(tmp_path, "sqlite") == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     with pytest.raises(ValueError):
         write_demo_store(tmp_path / "too_many", backend="file", runs=200)
+
+
+def test_bad_store_adds_to_the_default_store(store: BadDemoStore, plain_store: DemoStore) -> None:
+    """Same seed, same good runs and subject map: the variants come on top of them."""
+
+    def names(s: DemoStore, run_ids: list[str]) -> list[str]:
+        return [_client(s).get_run(rid).info.run_name for rid in run_ids]
+
+    assert names(store, store.good_run_ids[:RUNS]) == names(plain_store, plain_store.good_run_ids)
+    assert names(store, store.imputation_run_ids) == names(
+        plain_store, plain_store.imputation_run_ids
+    )
+    assert store.subject_map_path.read_text() == plain_store.subject_map_path.read_text()
+
+
+def test_subject_map_is_private(plain_store: DemoStore, tmp_path: Path) -> None:
+    assert stat.S_IMODE(plain_store.subject_map_path.stat().st_mode) == 0o600
+    stale = tmp_path / "subject_map.csv"  # a world-readable map left by an earlier write
+    stale.write_text("original,anonymized\n")
+    stale.chmod(0o644)
+    store = write_demo_store(tmp_path, runs=1, bootstraps=2, imputation_runs=0)
+    assert store.subject_map_path == stale
+    assert stat.S_IMODE(stale.stat().st_mode) == 0o600 and len(stale.read_text().splitlines()) > 1
 
 
 def test_log_classification_run_reusable(tmp_path: Path) -> None:

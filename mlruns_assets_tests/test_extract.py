@@ -13,11 +13,12 @@ import mlflow
 import pytest
 from conftest import Extracted, run_cli, run_extract
 
-from mlruns_assets.demo import write_demo_store
-from mlruns_assets.extraction import asset_of_table
-from mlruns_assets.instance import open_instance
-from mlruns_assets.partitions import range_tags
-from mlruns_assets.project import ProjectConfig, build_definitions
+from mlruns_assets.defs.partitions import range_tags
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.demo.store import write_demo_store
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.settings import Settings
+from mlruns_assets.warehouse.catalog import asset_of_table
 
 EXPECTED_CAUSES = {
     "truncated": "corrupt or truncated pickle in metrics/metrics_",
@@ -133,7 +134,7 @@ def test_rerun_skips_every_materialized_partition_without_new_events(
 def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: Path) -> None:
     store = write_demo_store(tmp_path / "store", backend="file", runs=6, bootstraps=20)
     database, home = tmp_path / "results.duckdb", tmp_path / "home"
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=store.tracking_uri,
         database=str(database),
         experiments=("Classification",),

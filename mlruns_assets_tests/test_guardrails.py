@@ -16,10 +16,11 @@ import duckdb
 import pytest
 from conftest import extract_command, run_extract
 
-from mlruns_assets.demo import DemoStore, write_demo_store
-from mlruns_assets.instance import open_instance
-from mlruns_assets.progress import PROGRESS_LOGGER, PROGRESS_PREFIX, ExtractionProgress
-from mlruns_assets.project import ENV_PREFIX, ProjectConfig, build_definitions
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.demo.store import DemoStore, write_demo_store
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.progress import PROGRESS_LOGGER, PROGRESS_PREFIX, ExtractionProgress
+from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
 
 HEARTBEAT_NOTES = ("loading metrics/metrics_", "read the metric history", "committing")
 
@@ -172,7 +173,7 @@ def test_preflight_refuses_to_start_below_the_free_disk_minimum(
 def test_extraction_step_fails_at_once_below_the_free_disk_minimum(
     demo: DemoStore, tmp_path: Path
 ) -> None:
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=demo.tracking_uri,
         database=str(tmp_path / "results.duckdb"),
         experiments=("Classification",),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlruns_assets.lint import Finding, lint_paths, main
+from mlruns_assets.devtools.accumulation_lint import Finding, lint_paths, main
 
 HINT = "write per item or mark '# bounded: <why>'"
 

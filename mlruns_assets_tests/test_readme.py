@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mlruns_assets.extraction import all_tables
-from mlruns_assets.tables import markdown_reference
+from mlruns_assets.warehouse.catalog import all_tables
+from mlruns_assets.warehouse.tables import markdown_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,3 +27,23 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = test_line.removeprefix("pip install uv && ").replace("uv ", "", 1)
     ci = (ROOT / ".ci" / "run").read_text()
     assert f"\nuv {command}\n" in ci
+
+
+def test_module_map_matches_the_package_tree() -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- modules:start -->\n(.*)<!-- modules:end -->", readme, re.S)
+    assert match, "README lost its module map markers"
+    listed = set(re.findall(r"`([\w/]+\.py)`", match.group(1)))
+    package = ROOT / "mlruns_assets"
+    actual = {
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if p.name != "__init__.py" and ".venv" not in p.parts
+    }
+    assert listed == actual, f"not in the README: {actual - listed}; gone: {listed - actual}"
+
+
+def test_every_package_says_its_concern() -> None:
+    for init in (ROOT / "mlruns_assets").rglob("__init__.py"):
+        text = init.read_text().strip()
+        assert text.startswith('"""') and len(text) > 40, f"{init} has no docstring"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,21 +16,16 @@ import numpy as np
 import pytest
 from conftest import Extracted, run_cli
 
-from mlruns_assets.check_command import check_database
-from mlruns_assets.demo import log_classification_run
-from mlruns_assets.subjects import load_subject_map
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from mlruns_assets.demo.store import log_classification_run
+from mlruns_assets.transform.subjects import load_subject_map
+from mlruns_assets.warehouse.validation import check_database
+from mlruns_assets_tests.support.processes import free_port, stop_process_group
 
 
 @pytest.fixture()
 def tracking_server(tmp_path: Path) -> Iterator[str]:
     """``mlflow server`` with proxied artifacts: runs get ``mlflow-artifacts:`` URIs."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -68,8 +60,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield uri
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_process_group(proc)
 
 
 def test_extract_from_a_tracking_server_downloads_and_cleans_up(

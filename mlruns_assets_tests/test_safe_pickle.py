@@ -18,7 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlruns_assets.safe_pickle import ArtifactError, UnsafeArtifactError, load_untrusted_pickle
+from mlruns_assets.source.safe_pickle import (
+    ArtifactError,
+    UnsafeArtifactError,
+    load_untrusted_pickle,
+)
 
 PROTOCOLS = sorted({2, 3, 4, 5, pickle.HIGHEST_PROTOCOL})
 

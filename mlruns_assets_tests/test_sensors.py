@@ -17,13 +17,16 @@ import duckdb
 import mlflow
 import pytest
 
-from mlruns_assets.assets import build_extraction_asset, extraction_job
-from mlruns_assets.headless import run_extract
-from mlruns_assets.instance import open_instance
-from mlruns_assets.partitions import partitions_def_name
-from mlruns_assets.project import ProjectConfig, build_definitions
-from mlruns_assets.sensors import build_discovery_sensor
-from mlruns_assets.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.cli.extract import run_extract
+from mlruns_assets.defs.assets import build_extraction_asset, extraction_job
+from mlruns_assets.defs.partitions import partitions_def_name
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.defs.removal import build_removal_job
+from mlruns_assets.defs.resources import build_resources
+from mlruns_assets.defs.sensors import build_discovery_sensor
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.settings import Kind, Settings
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 
 EXPERIMENT = "Generic"
 SENSOR = "generic_discovery_sensor"
@@ -50,8 +53,8 @@ class Store:
     runs: Template
     database: Path
 
-    def config(self, **kwargs: object) -> ProjectConfig:
-        return ProjectConfig(tracking_uri=self.uri, database=str(self.database), **kwargs)  # type: ignore[arg-type]
+    def config(self, **kwargs: object) -> Settings:
+        return Settings(tracking_uri=self.uri, database=str(self.database), **kwargs)  # type: ignore[arg-type]
 
 
 def _log_run(
@@ -107,12 +110,12 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def tick(
     sensor: dg.SensorDefinition,
     instance: dg.DagsterInstance,
-    config: ProjectConfig,
+    config: Settings,
     cursor: str | None,
 ) -> dg.SensorResult:
     """One evaluation, as the daemon does it (resources bound, run requests validated)."""
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=config.resources()
+        instance=instance, cursor=cursor, resources=build_resources(config)
     )
     return sensor.evaluate_tick(context)  # type: ignore[return-value]
 
@@ -155,6 +158,8 @@ def requested_keys(
     ordered = instance.get_dynamic_partitions(partitions_def_name(experiment))
     keys: list[str] = []
     for request in data.run_requests:  # type: ignore[attr-defined]
+        if request.job_name != f"{experiment.slug}_extraction_job":
+            continue
         tags = request.tags
         assert tags.get("dagster/sensor_name") == SENSOR
         if "dagster/partition" in tags:
@@ -184,9 +189,10 @@ def test_definitions_have_one_discovery_sensor_targeting_the_job(store: Store) -
     defs = build_definitions(store.config())
     sensor = defs.resolve_sensor_def(SENSOR)
     assert [s.name for s in defs.sensors] == [SENSOR, "extraction_stall_sensor"]
-    assert sensor.job_name == "generic_extraction_job"
+    assert {t.job_name for t in sensor.targets} == {"generic_extraction_job", "generic_removal_job"}
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert set(sensor.required_resource_keys) == {"mlflow_tracking", "warehouse"}
+    # Sensors only request: the warehouse is written by runs, never by a tick.
+    assert set(sensor.required_resource_keys) == {"mlflow_tracking"}
 
 
 def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None:
@@ -214,7 +220,7 @@ def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None
     assert second.run_requests == [] and second.dynamic_partitions_requests == []
     cursor = second.cursor or first.cursor
     direct = sensor(
-        dg.build_sensor_context(instance=instance, cursor=cursor, resources=config.resources())
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources=build_resources(config))
     )
     assert isinstance(direct, dg.SkipReason)  # what the sensor function itself returns
 
@@ -273,23 +279,38 @@ def test_deleted_run_loses_its_partition_and_rows(store: Store, tmp_path: Path) 
 
     gone = store.runs.finished[1]
     store.client.delete_run(gone)
-    sensor = build_definitions(config).resolve_sensor_def(SENSOR)
+    defs = build_definitions(config)
+    sensor = defs.resolve_sensor_def(SENSOR)
     with open_instance(home) as instance:  # the instance the extraction recorded into
         assert set(instance.get_dynamic_partitions(PARTITIONS)) == set(store.runs.finished)
         data = tick(sensor, instance, config, None)
-        assert deletes(data) == [gone]
-        assert adds(data) == [] and data.run_requests == []
-        # The rows go in the tick itself; the other runs' rows stay untouched.
+        assert adds(data) == [] and deletes(data) == []
+        # The tick only requests the removal run; it writes nothing itself.
+        (request,) = data.run_requests
+        assert request.job_name == "generic_removal_job"
+        assert rows_by_run(store.database, "runs") == runs_before
+        again = tick(sensor, instance, config, None)
+        assert [r.run_key for r in again.run_requests] == [request.run_key]  # deduplicated
+
+        # The removal run (as the daemon launches it) deletes the rows, then the partition,
+        # and leaves an observation per asset naming the run.
+        result = defs.resolve_job_def("generic_removal_job").execute_in_process(
+            instance=instance, run_config=request.run_config
+        )
+        assert result.success
         kept = {k: v for k, v in runs_before.items() if k != gone}
         assert rows_by_run(store.database, "runs") == kept
         assert rows_by_run(store.database, "metric_history") == {
             k: v for k, v in history_before.items() if k != gone
         }
-        apply(data, instance)
         assert set(instance.get_dynamic_partitions(PARTITIONS)) == set(kept)
+        observations = instance.fetch_observations(dg.AssetKey(["generic", "runs"]), limit=5)
+        (observed,) = observations.records
+        removed = observed.asset_observation.metadata["removed_runs"].value  # type: ignore[union-attr]
+        assert removed == [gone]
         after = tick(sensor, instance, config, data.cursor)
         assert after.skip_message
-        assert after.dynamic_partitions_requests == []
+        assert after.dynamic_partitions_requests == [] and after.run_requests == []
 
 
 def test_sensor_without_run_requests_still_adds_partitions_in_batches(
@@ -297,8 +318,9 @@ def test_sensor_without_run_requests_still_adds_partitions_in_batches(
 ) -> None:
     config = store.config()
     experiment = generic_experiment(store.uri)
-    job = extraction_job(experiment, build_extraction_asset(experiment, "generic"))
-    sensor = build_discovery_sensor(experiment, "generic", job, request_runs=False, batch_size=2)
+    job = extraction_job(experiment, build_extraction_asset(experiment, Kind.GENERIC))
+    removal = build_removal_job(experiment, Kind.GENERIC)
+    sensor = build_discovery_sensor(experiment, job, removal, request_runs=False, batch_size=2)
     assert partitions_def_name(experiment) == PARTITIONS
 
     first = tick(sensor, instance, config, None)

@@ -26,21 +26,24 @@ import pytest
 from conftest import run_cli
 from mlflow.entities import Run, RunData, RunInfo
 
-from mlruns_assets.demo import DemoStore, build_imputation_pickle, write_demo_store
-from mlruns_assets.errors import ExtractionError
-from mlruns_assets.instance import open_instance
-from mlruns_assets.project import ProjectConfig, build_definitions
-from mlruns_assets.run_names import parse_imputation_run_name
-from mlruns_assets.safe_pickle import load_untrusted_pickle
-from mlruns_assets.signals import (
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.defs.resources import build_resources
+from mlruns_assets.demo.pickles import build_imputation_pickle
+from mlruns_assets.demo.store import DemoStore, write_demo_store
+from mlruns_assets.runtime.errors import ExtractionError
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.settings import Settings
+from mlruns_assets.source.safe_pickle import load_untrusted_pickle
+from mlruns_assets.transform.run_names import parse_imputation_run_name
+from mlruns_assets.transform.signals import (
     double_lists,
     imputation_methods,
     read_signals,
     signal_tables,
 )
-from mlruns_assets.signals_schema import PREPROCESSED_SIGNALS
-from mlruns_assets.subjects import load_subject_map
-from mlruns_assets.warehouse import DuckDBWarehouse
+from mlruns_assets.transform.subjects import load_subject_map
+from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
+from mlruns_assets.warehouse.signals_schema import PREPROCESSED_SIGNALS
 
 WHERE = "imputation/imputation_X.pickle"
 TRAIN_TIME = "source_data.df.train.time.time"
@@ -307,9 +310,9 @@ def test_extract_peak_memory_is_bounded_by_the_largest_pickle(
     store, _, extract_peak = seed_shaped
     largest = max(_pickles(Path(store.subject_map_path).parent), key=lambda p: p.stat().st_size)
     size = largest.stat().st_size
-    imports = "import mlruns_assets.cli, mlruns_assets.headless"
+    imports = "import mlruns_assets.cli.main, mlruns_assets.cli.extract"
     baseline = peak_rss(sys.executable, "-c", imports)
-    load = "from mlruns_assets.safe_pickle import load_untrusted_pickle as l; import sys; "
+    load = "from mlruns_assets.source.safe_pickle import load_untrusted_pickle as l; import sys; "
     load_peak = peak_rss(sys.executable, "-c", f"{imports}; {load}l(sys.argv[1])", str(largest))
     tiny = write_demo_store(
         tmp_path / "tiny", runs=0, imputation_runs=4, imputation_subjects=2, signal_length=1981
@@ -388,13 +391,13 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoStore, Path]:
 
 
 def _materialize_traces(
-    config: ProjectConfig, home: Path
+    config: Settings, home: Path
 ) -> tuple[dg.ExecuteInProcessResult, list[str]]:
     defs = build_definitions(config)
     key = dg.AssetKey(["imputation", "demo_traces"])
     asset = next(a for a in defs.assets or [] if key in getattr(a, "keys", ()))
     with open_instance(home) as instance:
-        result = dg.materialize([asset], resources=config.resources(), instance=instance)
+        result = dg.materialize([asset], resources=build_resources(config), instance=instance)
         warnings = [
             record.user_message
             for record in instance.all_logs(result.run_id)
@@ -414,7 +417,7 @@ def test_demo_traces_go_to_private_parquet_and_missing_subjects_are_reported(
     codes = data["source_data"]["df"]["train"]["metadata"]["subject_code"][:, 0].astype(str)
     requested = (codes[0], mapping[codes[1]], "PLR9999", "H999")  # original, anonymized, unknown
     size_before = db.stat().st_size
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=store.tracking_uri,
         database=str(db),
         subject_map=str(store.subject_map_path),
@@ -455,12 +458,12 @@ def test_demo_traces_asset_only_for_imputation_experiments_with_demo_subjects(
     small: tuple[DemoStore, Path],
 ) -> None:
     store, db = small
-    config = ProjectConfig(tracking_uri=store.tracking_uri, database=str(db))
+    config = Settings(tracking_uri=store.tracking_uri, database=str(db))
     keys = {tuple(k.path) for k in build_definitions(config).resolve_all_asset_keys()}
     assert ("imputation", "preprocessed_signals") in keys
     assert not [k for k in keys if k[-1] == "demo_traces"]
     config = replace(config, demo_subjects=("H001",), private_dir="/srv/private")
     keys = {tuple(k.path) for k in build_definitions(config).resolve_all_asset_keys()}
     assert [k for k in keys if k[-1] == "demo_traces"] == [("imputation", "demo_traces")]
-    assert ProjectConfig.from_env(config.to_env()) == config
-    assert config.resources()["private_outputs"].folder == "/srv/private"  # type: ignore[attr-defined]
+    assert Settings.from_env(config.to_env()) == config
+    assert build_resources(config)["private_outputs"].folder == "/srv/private"  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,24 +19,28 @@ import psutil
 import pytest
 from conftest import run_cli
 
-from mlruns_assets.demo import write_demo_store
-from mlruns_assets.instance import open_instance, prepare_dagster_home
-from mlruns_assets.progress import PROGRESS_PREFIX
-from mlruns_assets.project import ENV_PREFIX, ProjectConfig, build_definitions
-from mlruns_assets.stall_sensor import (
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.defs.stall_sensor import (
     SENSOR_NAME,
-    WORKER_TAG,
     WatchedRun,
-    WorkerProcess,
     find_stalled_runs,
-    live_process,
-    parse_worker_tag,
     pending_partitions,
     run_partition_keys,
     stall_message,
+)
+from mlruns_assets.demo.store import write_demo_store
+from mlruns_assets.runtime.instance import open_instance, prepare_dagster_home
+from mlruns_assets.runtime.progress import PROGRESS_PREFIX
+from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
+from mlruns_assets.runtime.worker import (
+    WORKER_TAG,
+    WorkerProcess,
+    live_process,
+    parse_worker_tag,
     worker_tags,
 )
-from mlruns_assets.tracking import ExperimentRef
+from mlruns_assets.source.tracking import ExperimentRef
+from mlruns_assets_tests.support.processes import stop_process_group
 
 # Healthy steps here log at least every 0.4 s (measured under load, heartbeat 0); the 10-15 s
 # launch happens before RUN_START, while the run is not yet STARTED (not watched).
@@ -105,14 +108,14 @@ def test_worker_tag_identifies_a_live_process_and_not_a_reused_pid() -> None:
 
 
 def test_one_stall_sensor_per_code_location_configured_from_the_environment() -> None:
-    env = ProjectConfig(
+    env = Settings(
         tracking_uri="sqlite:///unused.db",
         database="unused.duckdb",
         stall_timeout_seconds=42,
         stall_sensor_interval_seconds=7,
     ).to_env()
     assert env[f"{ENV_PREFIX}STALL_TIMEOUT_SECONDS"] == "42"
-    config = ProjectConfig.from_env(env)
+    config = Settings.from_env(env)
     assert config is not None
     experiments = [ExperimentRef("1", "Classification"), ExperimentRef("2", "Imputation")]
     defs = build_definitions(config, experiments)
@@ -155,21 +158,15 @@ def _descendants(pid: int) -> list[psutil.Process]:
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop the daemon, its process group and every descendant (code server, run workers)."""
     family = _descendants(proc.pid)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for child in family:
+    stop_process_group(proc, grace_seconds=15)
+    for child in family:  # descendants that left the group
         with contextlib.suppress(psutil.Error):
             child.kill()
-    proc.wait(timeout=15)
 
 
 @contextlib.contextmanager
 def running_daemon(
-    tmp_path: Path, config: ProjectConfig, home: Path
+    tmp_path: Path, config: Settings, home: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(
@@ -233,7 +230,7 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
     artifact.unlink()
     os.mkfifo(artifact)
     home = prepare_dagster_home(tmp_path / "home")
-    config = ProjectConfig(
+    config = Settings(
         tracking_uri=store.tracking_uri,
         database=str(tmp_path / "results.duckdb"),
         subject_map=str(store.subject_map_path),

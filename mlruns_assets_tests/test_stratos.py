@@ -1,4 +1,5 @@
-"""Tests for mlruns_assets.stratos: published case study values plus hand-worked small cases."""
+"""Tests for mlruns_assets.transform.stratos: published case study values plus hand-worked small
+cases."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlruns_assets import stratos as s
+from mlruns_assets.transform import stratos as s
 
 CASE_STUDY = Path(__file__).resolve().parent / "data" / "stratos_case_study.txt"
 

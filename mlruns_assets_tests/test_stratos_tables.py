@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from conftest import CASE_STUDY, run_cli
 
-from mlruns_assets.demo import build_metrics_pickle, log_classification_run, tracking_uri_for
-from mlruns_assets.errors import ExtractionError
-from mlruns_assets.run_names import parse_run_name
-from mlruns_assets.stratos import read_case_study
-from mlruns_assets.stratos_tables import build_stratos_tables, read_test_predictions
+from mlruns_assets.demo.pickles import build_metrics_pickle
+from mlruns_assets.demo.store import log_classification_run, tracking_uri_for
+from mlruns_assets.runtime.errors import ExtractionError
+from mlruns_assets.transform.run_names import parse_run_name
+from mlruns_assets.transform.stratos import read_case_study
+from mlruns_assets.transform.stratos_tables import build_stratos_tables, read_test_predictions
 
 # stratos.md: values computed from the case study with exact formulas.
 PUBLISHED = {

@@ -8,14 +8,14 @@ import mlflow
 import numpy as np
 import pytest
 
-from mlruns_assets.errors import ExtractionError
-from mlruns_assets.subjects import anonymize, build_subject_map, load_subject_map
-from mlruns_assets.tracking import (
+from mlruns_assets.runtime.errors import ExtractionError
+from mlruns_assets.source.tracking import (
     TrackingStoreError,
     exclusion_reason,
     normalize_tracking_uri,
     slugify,
 )
+from mlruns_assets.transform.subjects import anonymize, build_subject_map, load_subject_map
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,18 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from mlruns_assets.tables import METRIC_HISTORY, RUNS, TableSpec, create_table_sql, duckdb_type
-from mlruns_assets.warehouse import (
+from mlruns_assets.warehouse.duckdb_writer import (
     DatabaseLockTimeout,
     DuckDBWarehouse,
     connect_with_retry,
     delete_partitions,
+)
+from mlruns_assets.warehouse.tables import (
+    METRIC_HISTORY,
+    RUNS,
+    TableSpec,
+    create_table_sql,
+    duckdb_type,
 )
 
 POINTS = TableSpec(

@@ -1,0 +1,1 @@
+"""The ``mlruns-assets`` command line: one module per subcommand."""

@@ -1,0 +1,92 @@
+"""Options shared by the subcommands, each with the default and the help of the settings model
+(``runtime.settings.Settings``), and the conversion of parsed options into settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mlruns_assets.runtime.settings import Kind, Settings, parse_kinds
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _kind_pairs(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Kind]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, kind = value.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r} is not NAME=KIND (e.g. 'Pupil=generic')")
+        pairs[name.strip()] = kind  # bounded: one per --kind option
+    try:
+        return parse_kinds(pairs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _setting(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option whose default and help come from the settings model."""
+    default = kwargs.pop("default", Settings.default(name))
+    if default is not None:  # click >= 8.2 takes an explicit None as a given default
+        kwargs["default"] = default
+    return click.option(
+        *decls,
+        show_default=kwargs.pop("show_default", default not in (None, (), {}, False)),
+        help=kwargs.pop("help", Settings.help(name)),
+        **kwargs,
+    )
+
+
+def store_options(func: F) -> F:
+    """Where runs come from and where tables go, and how runs are extracted."""
+    decorators = [
+        _setting("tracking_uri", "--tracking-uri", required=True, metavar="URI"),
+        _setting("database", "--db", "database", required=True, metavar="PATH"),
+        _setting("experiments", "--experiment", "experiments", multiple=True, metavar="NAME"),
+        _setting(
+            "kinds",
+            "--kind",
+            "kinds",
+            multiple=True,
+            metavar="NAME=KIND",
+            callback=_kind_pairs,
+            default=(),
+            help="an experiment's kind: " + ", ".join(k.value for k in Kind) + " (repeatable; "
+            "default: inferred from the experiment's runs and name)",
+        ),
+        _setting("admit_failed_runs", "--admit-failed-runs", is_flag=True),
+        _setting("subject_map", "--subject-map", metavar="FILE"),
+        _setting("max_memory_gb", "--max-memory-gb", type=click.FloatRange(min=0, min_open=True)),
+        _setting("heartbeat_seconds", "--heartbeat-seconds", type=click.FloatRange(min=0)),
+        _setting(
+            "hold_connection_seconds", "--hold-connection-seconds", type=click.FloatRange(min=0)
+        ),
+        click.option(
+            "--dagster-home",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="the persistent Dagster instance [default: .dagster/<database file name>/ beside "
+            "the database]",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def settings_from(options: Mapping[str, Any]) -> Settings:
+    """The settings named by the parsed options; the rest keep their defaults."""
+    fields = {
+        name: value
+        for name, value in options.items()
+        if name in Settings.__dataclass_fields__ and value is not None
+    }
+    fields["database"] = str(Path(fields["database"]).expanduser())
+    if fields.get("subject_map"):
+        fields["subject_map"] = str(Path(fields["subject_map"]).expanduser().resolve())
+    fields["experiments"] = tuple(fields.get("experiments", ()))
+    return Settings(**fields)

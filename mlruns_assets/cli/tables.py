@@ -1,0 +1,12 @@
+"""``mlruns-assets tables``: the reference of every table, as in the README."""
+
+import click
+
+from mlruns_assets.warehouse.catalog import all_tables
+from mlruns_assets.warehouse.tables import markdown_reference
+
+
+@click.command("tables", epilog="Example: mlruns-assets tables > tables.md")
+def tables_command() -> None:
+    """Print every table this tool writes (columns, types, nullability) as Markdown."""
+    click.echo(markdown_reference(all_tables()), nl=False)

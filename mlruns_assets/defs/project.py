@@ -1,0 +1,59 @@
+"""The Dagster definitions of a project: per experiment its extraction asset, job, removal job
+and discovery sensor; one stall sensor; the resources built from the settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlruns_assets.defs.assets import build_extraction_asset, extraction_job
+from mlruns_assets.defs.demo_traces import build_demo_traces_asset
+from mlruns_assets.defs.partitions import partitions_def_name
+from mlruns_assets.defs.removal import build_removal_job
+from mlruns_assets.defs.resources import build_resources
+from mlruns_assets.defs.sensors import build_discovery_sensor
+from mlruns_assets.defs.stall_sensor import build_stall_sensor
+from mlruns_assets.runtime.settings import Kind, Settings
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
+
+
+def build_definitions(
+    settings: Settings,
+    experiments: list[ExperimentRef] | None = None,
+    *,
+    from_environment: bool = False,
+) -> dg.Definitions:
+    """Assets, jobs and sensors for the given experiments (default: the configured ones, listed
+    from the tracking store once), and a demo traces asset per imputation experiment when demo
+    subjects are configured."""
+    if experiments is None:
+        experiments = TrackingStore(settings.tracking_uri).experiments(settings.experiments or None)
+    assets: list[dg.AssetsDefinition] = []  # bounded: a few per experiment
+    jobs: list[object] = []  # bounded: two per experiment
+    sensors: list[dg.SensorDefinition] = []  # bounded: one per experiment
+    partitions_by_job: dict[str, str] = {}  # bounded: one per experiment
+    for experiment in experiments:
+        kind = settings.kind_of(experiment.name)
+        asset = build_extraction_asset(experiment, kind)
+        job = extraction_job(experiment, asset)
+        removal = build_removal_job(experiment, kind)
+        assets.append(asset)
+        if kind == Kind.IMPUTATION and settings.demo_subjects:
+            assets.append(build_demo_traces_asset(experiment))
+        jobs += [job, removal]
+        sensors.append(build_discovery_sensor(experiment, job, removal))
+        partitions_by_job[job.name] = partitions_def_name(experiment)
+    if partitions_by_job:
+        sensors.append(
+            build_stall_sensor(
+                partitions_by_job,
+                timeout_seconds=settings.stall_timeout_seconds,
+                minimum_interval_seconds=settings.stall_sensor_interval_seconds,
+            )
+        )
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,  # type: ignore[arg-type]
+        sensors=sensors,
+        resources=build_resources(settings, from_environment=from_environment),
+        executor=dg.in_process_executor,
+    )

@@ -1,0 +1,1 @@
+"""The built-in demo: a realistic MLflow tracking store written through MLflow's own API."""

@@ -1,0 +1,79 @@
+"""Which MLflow runs should be partitions: shared by the discovery sensor and ``extract``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlflow.entities import ViewType
+
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore, exclusion_reason
+
+# A run's end time is the logging client's clock, and its final write can reach the store after
+# a later run's: the cursor is re-read this far back (runs already known are skipped).
+CURSOR_LOOKBACK_MS = 10 * 60 * 1000
+
+
+@dataclass
+class DiscoveryPlan:
+    """What to change in an experiment's partitions to match the tracking store."""
+
+    to_add: list[str] = field(default_factory=list)
+    to_remove: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
+    cursor_end_time: int | None = None
+
+
+def plan_discovery(
+    store: TrackingStore,
+    experiment: ExperimentRef,
+    known_keys: set[str],
+    *,
+    admitted_statuses: tuple[str, ...] = ("FINISHED",),
+    after_end_time: int | None = None,
+    batch_size: int = 1000,
+) -> DiscoveryPlan:
+    """New eligible runs (oldest end time first, at most ``batch_size``) and deleted ones:
+    deleted in MLflow, or (when every run was listed: no cursor, no batch limit reached) gone
+    from the store altogether.
+
+    ``after_end_time`` is the sensor's cursor: only runs that ended at or after it (less
+    ``CURSOR_LOOKBACK_MS``) are read in full. RUNNING runs have no end time yet, so they are
+    picked up once they finish.
+    """
+    plan = DiscoveryPlan(cursor_end_time=after_end_time)
+    filter_string = (
+        f"attributes.end_time >= {after_end_time - CURSOR_LOOKBACK_MS}" if after_end_time else ""
+    )
+    active: set[str] = set()  # bounded: the run ids of one experiment
+    listed_all = after_end_time is None
+    for run in store.iter_runs(
+        experiment.experiment_id,
+        filter_string=filter_string,
+        order_by=["attributes.end_time ASC"],
+    ):
+        run_id = run.info.run_id
+        active.add(run_id)
+        reason = exclusion_reason(run, experiment.name, admitted_statuses)
+        if reason is not None:
+            plan.excluded[run_id] = reason
+            continue
+        if run_id in known_keys or run_id in plan.to_add:
+            continue
+        if len(plan.to_add) >= batch_size:
+            listed_all = False
+            break
+        plan.to_add.append(run_id)
+        if run.info.end_time is not None:
+            plan.cursor_end_time = max(plan.cursor_end_time or 0, run.info.end_time)
+    deleted = {
+        run.info.run_id
+        for run in store.iter_runs(experiment.experiment_id, view_type=ViewType.DELETED_ONLY)
+    }
+    # After `mlflow gc` a deleted run is in neither listing; only a full listing can tell.
+    gone = known_keys - active - deleted if listed_all else set()
+    plan.to_remove = sorted((known_keys & deleted) | gone)
+    for run_id in deleted:
+        plan.excluded.setdefault(run_id, "deleted")
+    for run_id in gone:
+        plan.excluded[run_id] = "no longer in the tracking store (garbage-collected)"
+    return plan

@@ -1,0 +1,323 @@
+"""The DuckDB results database: connections that wait for the file lock, and per-partition commits.
+
+Built on dagster-duckdb's ``DuckDBResource`` (same ``database`` and ``connection_config`` fields)
+but it departs from dagster-duckdb's IO manager for writes, because that IO manager
+- deletes and inserts in autocommit mode, so a crash in between leaves an empty partition that
+  Dagster still records as materialized;
+- inserts positionally, so a column-order drift writes wrong columns;
+- writes one output for a whole partition range, while a shared run here must commit (and record)
+  each partition on its own;
+- retries the lock with un-jittered backoff, so concurrent writers retry in lock-step.
+Here each partition is one transaction over all of its tables: delete the run's rows, insert the
+Arrow tables BY NAME (a large table chunk by chunk), commit. A crash leaves either the old rows or
+the new ones.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from mlruns_assets.warehouse.tables import TableData, TableSpec, create_table_sql
+
+_LOCK_MARKERS = ("lock", "Conflicting lock", "different configuration")
+# Measured (DuckDB 2.0): DuckDB's worker threads allocate in their own malloc arenas, which
+# fragment: a step's RSS crept ~3 MB per partition. One thread keeps it flat; the per-partition
+# work is small.
+STORAGE_SETTINGS: dict[str, Any] = {"threads": 1}
+# For partitions streamed in chunks (signal arrays, 300-507 signals x 1,981 points): by default
+# the checkpoint at close "vacuums" by rewriting trailing row groups into bigger ones, and memory
+# then grows with the table (0.6-1.5 GB spikes after ~50 partitions). Such partitions fill whole
+# blocks, so they skip it. Small partitions must not: without vacuum each commit keeps its own
+# partly filled blocks per column, and the file grew ~7x over 14 classification runs.
+BULK_SETTINGS: dict[str, Any] = {"max_vacuum_tasks": 0}
+# A writer that holds the file lets it go for only the next partition's read (~0.1-0.2 s) at a
+# time: a waiter sleeping up to 2 s between attempts could miss every such gap. A failed open
+# costs about a millisecond.
+RETRY_CAP_SECONDS = 0.5
+
+
+class DatabaseLockTimeout(RuntimeError):
+    """Another process held the database file for longer than the configured wait."""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(marker in str(exc) for marker in _LOCK_MARKERS)
+
+
+def connect_with_retry(
+    database: str,
+    *,
+    read_only: bool = False,
+    timeout_seconds: float = 300.0,
+    config: Mapping[str, Any] | None = None,
+    on_wait: Callable[[float], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open ``database``, retrying while another process holds its lock.
+
+    DuckDB allows one writing process per file, and a read-only open fails while another process
+    writes. Waits use full-jitter exponential backoff (capped at ``RETRY_CAP_SECONDS``) so that
+    several writers do not retry in lock-step; after ``timeout_seconds`` a
+    ``DatabaseLockTimeout`` names the file.
+    ``on_wait(seconds waited so far)`` is called before each retry: a step waiting for the lock
+    is alive and says so (the stall sensor would otherwise take it for hung).
+    """
+    started = time.monotonic()
+    deadline = started + timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            settings = {**STORAGE_SETTINGS, **(config or {})}
+            return duckdb.connect(database, read_only=read_only, config=settings)
+        except (duckdb.IOException, duckdb.ConnectionException, RuntimeError) as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseLockTimeout(
+                    f"database {database} stayed locked by another process for "
+                    f"{timeout_seconds:.0f} s: {str(exc).splitlines()[0]}"
+                ) from exc
+        if on_wait is not None:
+            on_wait(time.monotonic() - started)
+        time.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, RETRY_CAP_SECONDS)
+
+
+def existing_tables(conn: duckdb.DuckDBPyConnection, schema_name: str) -> set[str]:
+    """Names of the tables the schema holds (none when the schema does not exist)."""
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema_name]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def experiment_schemas(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Schemas written by this tool (every experiment schema has a ``runs`` table), sorted."""
+    rows = conn.execute(
+        "SELECT DISTINCT table_schema FROM information_schema.tables "
+        "WHERE table_name = 'runs' ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def ensure_tables(
+    conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec]
+) -> None:
+    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema_name}"')
+    for spec in specs:
+        conn.execute(create_table_sql(schema_name, spec))
+
+
+def insert_chunks(conn: duckdb.DuckDBPyConnection, target: str, chunks: Iterable[pa.Table]) -> int:
+    """Insert Arrow tables BY NAME one after another; returns the rows inserted.
+
+    Each chunk is released before the next is asked for, so a lazy iterable never has more than
+    one chunk alive here. The chunk is read through DuckDB's replacement scan of a local
+    variable: a ``register``-ed view would be kept alive (with its chunk) until the commit even
+    after ``unregister``, and ``from_arrow(...).query`` hides a failed insert's real error."""
+    rows = 0
+    for chunk in chunks:
+        if chunk.num_rows:
+            _insert_by_name(conn, target, chunk)
+        rows += chunk.num_rows
+        del chunk
+    return rows
+
+
+def _insert_by_name(
+    conn: duckdb.DuckDBPyConnection, target: str, mlruns_assets_incoming: pa.Table
+) -> None:
+    # DuckDB finds the table among this frame's locals by its (unlikely table) name; the frame,
+    # and the snapshot of its locals that the lookup takes, go away on return.
+    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM mlruns_assets_incoming")
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection,
+    schema_name: str,
+    run_id: str,
+    tables: Mapping[TableSpec, TableData],
+    validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> dict[str, int]:
+    """Replace one run's rows in every given table, in one transaction. Returns rows per table.
+
+    A table's value is an Arrow table or an iterable of Arrow tables (chunks, read lazily inside
+    the transaction). ``validate`` runs inside the transaction after the inserts; if it (or a
+    chunk) raises, nothing of the run changes. An empty table still deletes the run's old rows:
+    the partition then holds nothing, as the latest extraction says.
+    """
+    ensure_tables(conn, schema_name, list(tables))
+    rows: dict[str, int] = {}
+    conn.begin()
+    try:
+        for spec, data in tables.items():
+            target = f'"{schema_name}"."{spec.name}"'
+            conn.execute(f"DELETE FROM {target} WHERE run_id = ?", [run_id])
+            chunks = (data,) if isinstance(data, pa.Table) else data
+            rows[spec.name] = insert_chunks(conn, target, chunks)  # bounded: one count per table
+        if validate is not None:
+            validate(conn)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return rows
+
+
+def delete_partitions(
+    conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec], run_ids: list[str]
+) -> None:
+    """Remove every row of the given runs from the given tables (runs deleted in MLflow)."""
+    existing = existing_tables(conn, schema_name)
+    conn.begin()
+    try:
+        for spec in specs:
+            if spec.name in existing:
+                conn.execute(
+                    f'DELETE FROM "{schema_name}"."{spec.name}" WHERE run_id IN '
+                    "(SELECT unnest(?::VARCHAR[]))",
+                    [run_ids],
+                )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+class DuckDBWarehouse(DuckDBResource):
+    """The results database. Each MLflow experiment is a schema; each partition a run's rows."""
+
+    lock_timeout_seconds: float = Field(
+        default=300.0,
+        description="How long to wait for another process's lock on the database file.",
+    )
+    min_free_disk_gb: float = Field(
+        default=5.0,
+        description="An extraction step fails at once when the database's disk has less free.",
+    )
+    hold_connection_seconds: float = Field(
+        default=5.0,
+        description="How long an extraction step keeps its write connection across partitions "
+        "before closing it so that other processes get the database (each partition is still "
+        "its own transaction).",
+    )
+
+    @contextmanager
+    def get_connection(
+        self,
+        read_only: bool = False,
+        on_wait: Callable[[float], None] | None = None,
+        bulk: bool = False,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = self.open_connection(read_only=read_only, on_wait=on_wait, bulk=bulk)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def open_connection(
+        self,
+        read_only: bool = False,
+        on_wait: Callable[[float], None] | None = None,
+        bulk: bool = False,
+    ) -> duckdb.DuckDBPyConnection:
+        """A connection to the database (created with its folder if missing), once the lock is
+        free; ``bulk`` adds ``BULK_SETTINGS``."""
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        return connect_with_retry(
+            self.database,
+            read_only=read_only,
+            timeout_seconds=self.lock_timeout_seconds,
+            config={**(BULK_SETTINGS if bulk else {}), **self.connection_config},
+            on_wait=on_wait,
+        )
+
+    def commit_partition(
+        self,
+        schema_name: str,
+        run_id: str,
+        tables: Mapping[TableSpec, TableData],
+        validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> dict[str, int]:
+        """Open, replace the run's rows in one transaction, close (so other writers get a turn)."""
+        with self.partition_writer() as writer:
+            return writer.commit(schema_name, run_id, tables, validate, on_wait)
+
+    @contextmanager
+    def partition_writer(self) -> Iterator[PartitionWriter]:
+        """A writer for a step's partitions; its connection is closed on exit."""
+        writer = PartitionWriter(self)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+    def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:
+        with self.get_connection() as conn:
+            delete_partitions(conn, schema_name, specs, run_ids)
+
+
+class PartitionWriter:
+    """Commits partitions, one transaction each, on a connection kept open across partitions.
+
+    Opening the file and the checkpoint at close cost ~70 ms, about a classification
+    partition's own commit (benchmarks/commit_patterns.py, N = 400 report: 145 ms per partition
+    reopening each time, 82 ms with this writer, 76 ms on one connection throughout).
+    The connection is closed once it has been held ``hold_connection_seconds`` (other processes
+    wait for the file lock meanwhile), after any failed partition (a DuckDB error may leave the
+    connection unusable), and after each partition streamed in chunks, which gets a connection
+    of its own with ``BULK_SETTINGS``.
+    """
+
+    def __init__(self, warehouse: DuckDBWarehouse) -> None:
+        self.warehouse = warehouse
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._opened = 0.0
+        self.connections_opened = 0
+
+    def commit(
+        self,
+        schema_name: str,
+        run_id: str,
+        tables: Mapping[TableSpec, TableData],
+        validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> dict[str, int]:
+        """Replace the run's rows in every given table in one transaction; rows per table."""
+        bulk = any(not isinstance(t, pa.Table) for t in tables.values())
+        if bulk:
+            self.close()
+        if self._conn is None:
+            self._conn = self._open(on_wait, bulk)
+        try:
+            return replace_partition(self._conn, schema_name, run_id, tables, validate)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            held = time.monotonic() - self._opened
+            if bulk or held >= self.warehouse.hold_connection_seconds:
+                self.close()
+
+    def _open(
+        self, on_wait: Callable[[float], None] | None, bulk: bool
+    ) -> duckdb.DuckDBPyConnection:
+        conn = self.warehouse.open_connection(on_wait=on_wait, bulk=bulk)
+        self._opened = time.monotonic()
+        self.connections_opened += 1
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()

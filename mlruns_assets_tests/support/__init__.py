@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: bad demo stores, child processes, golden fingerprints."""
