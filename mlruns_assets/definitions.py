@@ -9,12 +9,14 @@ location.
 """
 
 import os
+import warnings
 
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.runtime.settings import Settings, env_name
 
 
 def _load() -> object:
+    warnings.filterwarnings("ignore", message=r".* is currently in beta")  # see cli.main
     settings = Settings.from_env(os.environ)
     if settings is None:
         raise RuntimeError(

@@ -14,6 +14,12 @@ from typing import Any
 
 import dagster as dg
 
+from mlruns_assets.defs.checkpoints import (
+    observed_versions,
+    provenance_tags,
+    run_observation,
+    source_asset_key,
+)
 from mlruns_assets.defs.checks import evaluate_checks, table_check_specs
 from mlruns_assets.defs.partitions import (
     MAX_PARTITIONS_PER_RUN,
@@ -21,21 +27,33 @@ from mlruns_assets.defs.partitions import (
     run_partitions,
 )
 from mlruns_assets.defs.resources import ExtractionPolicyResource, MlflowTrackingResource
-from mlruns_assets.pipeline.partition_loop import PartitionCommitted, extract_partitions
+from mlruns_assets.pipeline.checkpoint import SettingsFingerprint, settings_fingerprint
+from mlruns_assets.pipeline.partition_loop import (
+    PartitionCommitted,
+    PartitionFailed,
+    PartitionOutcome,
+    extract_partitions,
+)
 from mlruns_assets.runtime.guardrails import LowDiskSpace
+from mlruns_assets.runtime.interrupts import stop_requested
 from mlruns_assets.runtime.progress import ExtractionProgress
-from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.runtime.worker import worker_tags
-from mlruns_assets.source.tracking import ExperimentRef
+from mlruns_assets.source.tracking import ExperimentRef, run_version
 from mlruns_assets.warehouse.catalog import TableAsset, assets_for_kind
-from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
+from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse, PartitionWriter
+from mlruns_assets.warehouse.identity import ensure_database_id
 
 
 def materializations(
-    slug: str, assets: list[TableAsset], done: PartitionCommitted
+    slug: str,
+    assets: list[TableAsset],
+    done: PartitionCommitted,
+    record: dict[str, Any],
+    tags: dict[str, str],
 ) -> list[dg.AssetMaterialization]:
-    """One materialization per asset of a committed partition: rows per table, time, peak RSS
-    and the run's headline figures (shown on the partition in the UI)."""
+    """One materialization per asset of a committed partition: rows per table, time, peak RSS,
+    the run's headline figures (shown on the partition in the UI), and what the checkpoint
+    vouches for (``record``: database id, run version, settings; ``tags``: provenance)."""
     extracted = done.extraction
     shared: dict[str, dg.RawMetadataValue] = {
         "duration_s": dg.MetadataValue.float(round(done.seconds, 3)),
@@ -46,6 +64,7 @@ def materializations(
             for k, v in extracted.summary.items()
             if v is not None
         },
+        **record,
     }
     if extracted.notes:
         shared["notes"] = dg.MetadataValue.text("; ".join(extracted.notes))
@@ -61,13 +80,60 @@ def materializations(
                 },
                 **shared,
             },
+            tags=tags,
         )
         for asset in assets
     ]
 
 
-def build_extraction_asset(experiment: ExperimentRef, kind: Kind) -> dg.AssetsDefinition:
-    """The multi-asset that extracts one experiment's runs into its DuckDB schema."""
+class CheckpointRecorder:
+    """What each committed partition's materializations record: this database's id, the run's
+    version (observed first when new, so the provenance points at it) and the settings."""
+
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext,
+        experiment: ExperimentRef,
+        fingerprint: SettingsFingerprint,
+        keys: list[str],
+    ) -> None:
+        self.context, self.experiment, self.fingerprint = context, experiment, fingerprint
+        self.observed = observed_versions(context.instance, experiment, keys)
+        self.database_id: str | None = None
+
+    def materializations(
+        self, assets: list[TableAsset], done: PartitionCommitted, writer: PartitionWriter
+    ) -> list[dg.AssetMaterialization]:
+        version = run_version(done.run)
+        current = self.observed.get(done.key)
+        if current is None or current.version != version:
+            self.context.log_event(run_observation(self.experiment, done.key, version))
+            recorded = observed_versions(self.context.instance, self.experiment, [done.key])
+            self.observed[done.key] = recorded[done.key]
+        # Read once, on the connection the commit used: the id is made with the database.
+        self.database_id = self.database_id or writer.with_connection(ensure_database_id)
+        record = {
+            "database_id": self.database_id,
+            "source_version": version,
+            **self.fingerprint.metadata(),
+        }
+        tags = provenance_tags(self.experiment, self.fingerprint, self.observed[done.key])
+        return materializations(self.experiment.slug, assets, done, record, tags)
+
+
+def _failing_on_low_disk(outcomes: Iterator[PartitionOutcome]) -> Iterator[PartitionOutcome]:
+    try:
+        yield from outcomes
+    except LowDiskSpace as exc:  # before the first partition: nothing to retry
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def build_extraction_asset(
+    experiment: ExperimentRef, fingerprint: SettingsFingerprint
+) -> dg.AssetsDefinition:
+    """The multi-asset that extracts one experiment's runs into its DuckDB schema. Its code
+    version is the settings fingerprint: partitions written under other settings show stale."""
+    kind = fingerprint.kind
     slug = experiment.slug
     assets = assets_for_kind(kind)
 
@@ -80,6 +146,8 @@ def build_extraction_asset(experiment: ExperimentRef, kind: Kind) -> dg.AssetsDe
                 "one partition per run.",
                 skippable=True,
                 group_name=slug,
+                code_version=fingerprint.code_version,
+                deps=[source_asset_key(experiment)],
                 kinds={"duckdb"},
                 metadata={
                     "schema": slug,
@@ -110,6 +178,11 @@ def build_extraction_asset(experiment: ExperimentRef, kind: Kind) -> dg.AssetsDe
             heartbeat_seconds=extraction_policy.heartbeat_seconds,
         )
         settings = extraction_policy.extraction_settings(kind, progress.heartbeat)
+        # The rows follow from the settings this step really runs with (its subject map as
+        # loaded now), which the definitions' code version shows when nothing has changed.
+        recorder = CheckpointRecorder(
+            context, experiment, settings_fingerprint(kind, settings.subject_map), keys
+        )
         failures: dict[str, str] = {}  # bounded: one cause per partition of this step
         with warehouse.partition_writer() as writer:
             outcomes = extract_partitions(
@@ -121,17 +194,16 @@ def build_extraction_asset(experiment: ExperimentRef, kind: Kind) -> dg.AssetsDe
                 progress,
                 database=Path(warehouse.database),
                 min_free_disk_bytes=int(warehouse.min_free_disk_gb * 1e9),
+                should_stop=stop_requested,
             )
-            try:
-                for outcome in outcomes:
-                    if isinstance(outcome, PartitionCommitted):
-                        # Yielded at once: the partition is recorded as its transaction commits.
-                        yield from materializations(slug, assets, outcome)
-                    else:
-                        failures[outcome.key] = outcome.cause
-                        context.log.error(outcome.cause)
-            except LowDiskSpace as exc:
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
+            for outcome in _failing_on_low_disk(outcomes):
+                if isinstance(outcome, PartitionFailed):
+                    failures[outcome.key] = outcome.cause
+                    context.log.error(outcome.cause)
+                else:  # yielded at once: recorded as its transaction commits
+                    yield from recorder.materializations(assets, outcome, writer)
+        if stop_requested():  # the partitions not started stay missing, not failed
+            context.log.warning("interrupted: the partitions not started stay missing")
         # The checks read the whole experiment's tables, after this step's commits; the log
         # line is progress the stall sensor sees.
         context.log.info(f"{len(keys)} partitions done; checking the {slug} tables")

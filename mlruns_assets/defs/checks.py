@@ -12,11 +12,17 @@ from mlruns_assets.warehouse.catalog import asset_of_table, tables_for_kind
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
 from mlruns_assets.warehouse.validation import ERROR, WARN, CheckOutcome, database_checks
 
+# Experiment-wide rules: (tables whose asset shows the check, first held one wins; severity).
 EXPERIMENT_CHECKS = {
-    "run_names_unique": ("runs", WARN),
-    "synthetic_runs_absent": ("runs", ERROR),
-    "no_original_subject_codes": ("predictions", ERROR),
+    "run_names_unique": (("runs",), WARN),
+    "synthetic_runs_absent": (("runs",), ERROR),
+    "no_original_subject_codes": (("predictions", "preprocessed_signals"), ERROR),
 }
+
+
+def _shown_on(tables: tuple[str, ...], asset_of: dict[str, str]) -> str | None:
+    """The asset that shows an experiment-wide check: the one holding its first table."""
+    return next((asset_of[t] for t in tables if t in asset_of), None)
 
 
 def table_check_name(table: str) -> str:
@@ -49,15 +55,16 @@ def check_results(slug: str, kind: Kind, outcomes: list[CheckOutcome]) -> list[d
                 },
             )
         )
-    for check, (table, severity) in EXPERIMENT_CHECKS.items():
-        if table not in asset_of:
+    for check, (tables, severity) in EXPERIMENT_CHECKS.items():
+        shown_on = _shown_on(tables, asset_of)
+        if shown_on is None:
             continue
         outcome = named.get(check)
         # The rules report every check they apply, "not applicable" included: a missing
         # outcome means the check did not run, which is no pass.
         results.append(
             dg.AssetCheckResult(
-                asset_key=[slug, asset_of[table]],
+                asset_key=[slug, shown_on],
                 check_name=check,
                 passed=outcome.passed if outcome else False,
                 severity=dg.AssetCheckSeverity(severity),
@@ -84,11 +91,9 @@ def table_check_specs(experiment: ExperimentRef, kind: Kind) -> list[dg.AssetChe
         )
         for table, asset in asset_of.items()
     ] + [
-        dg.AssetCheckSpec(
-            check, asset=dg.AssetKey([slug, asset_of[table]]), blocking=severity == ERROR
-        )
-        for check, (table, severity) in EXPERIMENT_CHECKS.items()
-        if table in asset_of
+        dg.AssetCheckSpec(check, asset=dg.AssetKey([slug, asset]), blocking=severity == ERROR)
+        for check, (tables, severity) in EXPERIMENT_CHECKS.items()
+        if (asset := _shown_on(tables, asset_of)) is not None
     ]
 
 

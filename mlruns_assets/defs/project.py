@@ -6,14 +6,17 @@ from __future__ import annotations
 import dagster as dg
 
 from mlruns_assets.defs.assets import build_extraction_asset, extraction_job
+from mlruns_assets.defs.checkpoints import build_runs_source
 from mlruns_assets.defs.demo_traces import build_demo_traces_asset
-from mlruns_assets.defs.partitions import partitions_def_name
+from mlruns_assets.defs.partitions import partitions_def_name, run_partitions
 from mlruns_assets.defs.removal import build_removal_job
 from mlruns_assets.defs.resources import build_resources
 from mlruns_assets.defs.sensors import build_discovery_sensor
 from mlruns_assets.defs.stall_sensor import build_stall_sensor
+from mlruns_assets.pipeline.checkpoint import settings_fingerprint
 from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.transform.subjects import load_subject_map
 
 
 def build_definitions(
@@ -27,13 +30,15 @@ def build_definitions(
     subjects are configured."""
     if experiments is None:
         experiments = TrackingStore(settings.tracking_uri).experiments(settings.experiments or None)
-    assets: list[dg.AssetsDefinition] = []  # bounded: a few per experiment
+    assets: list[dg.AssetsDefinition | dg.SourceAsset] = []  # bounded: a few per experiment
     jobs: list[object] = []  # bounded: two per experiment
     sensors: list[dg.SensorDefinition] = []  # bounded: one per experiment
     partitions_by_job: dict[str, str] = {}  # bounded: one per experiment
+    subject_map = load_subject_map(settings.subject_map) if settings.subject_map else None
     for experiment in experiments:
         kind = settings.kind_of(experiment.name)
-        asset = build_extraction_asset(experiment, kind)
+        asset = build_extraction_asset(experiment, settings_fingerprint(kind, subject_map))
+        assets.append(build_runs_source(experiment, run_partitions(experiment)))
         job = extraction_job(experiment, asset)
         removal = build_removal_job(experiment, kind)
         assets.append(asset)

@@ -49,6 +49,7 @@ from typing import Any, Literal, NamedTuple
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
+from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 from numpy.typing import ArrayLike, NDArray
 
 from mlruns_assets.demo.pickles import SCALAR_NAMES as SCALAR_NAMES
@@ -295,7 +296,8 @@ class DemoWriter:
         path = Path(path).resolve()
         path.mkdir(parents=True, exist_ok=True)
         if backend == "file":
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow >= 3.14 refuses file stores
+            # MLflow >= 3.14 refuses file stores unless its own switch is on.
+            MLFLOW_ALLOW_FILE_STORE.set(True)  # type: ignore[no-untyped-call]
         uri = tracking_uri_for(path, backend)
         rng = np.random.default_rng(seed)
         pool = SubjectPool.draw(rng, n_test, imputation_subjects)

@@ -9,7 +9,7 @@ asset turns the outcomes into events; tests drive the loop without Dagster.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,8 +22,8 @@ from mlruns_assets.runtime.errors import ExtractionError, one_line
 from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss, reset_peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
-from mlruns_assets.warehouse.catalog import tables_for_kind
-from mlruns_assets.warehouse.duckdb_writer import PartitionWriter
+from mlruns_assets.warehouse.catalog import all_tables, tables_for_kind
+from mlruns_assets.warehouse.duckdb_writer import PartitionWriter, delete_partitions
 from mlruns_assets.warehouse.tables import TableSpec
 from mlruns_assets.warehouse.validation import ERROR, run_checks
 
@@ -42,10 +42,13 @@ class PartitionCommitted:
 
 @dataclass(frozen=True)
 class PartitionFailed:
-    """A partition that did not commit; ``cause`` is one line naming the run and the cause."""
+    """A partition that did not commit; ``cause`` is one line naming the run and the cause.
+    Rows an earlier extraction had written for the run are removed (``removed_rows`` of them):
+    a failed partition holds no rows, so none written under older settings survive."""
 
     key: str
     cause: str
+    removed_rows: int = 0
 
 
 PartitionOutcome = PartitionCommitted | PartitionFailed
@@ -69,6 +72,17 @@ def _report_lock_wait(progress: ExtractionProgress, key: str, waited: float) -> 
     )
 
 
+def _remove_old_rows(
+    writer: PartitionWriter, slug: str, specs: list[TableSpec], key: str
+) -> tuple[int, str]:
+    """Remove a failed run's rows from an earlier extraction: (rows removed, why not)."""
+    remove = partial(delete_partitions, schema_name=slug, specs=specs, run_ids=[key])
+    try:
+        return writer.with_connection(remove), ""
+    except Exception as exc:  # the partition has failed already: say why its old rows stayed
+        return 0, f"; its old rows could not be removed: {one_line(exc)}"
+
+
 def extract_partitions(
     store: TrackingStore,
     writer: PartitionWriter,
@@ -79,18 +93,24 @@ def extract_partitions(
     *,
     database: Path,
     min_free_disk_bytes: int,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[PartitionOutcome]:
     """Extract and commit each partition (MLflow run id) of ``keys`` in order.
 
     Raises ``LowDiskSpace`` before the first partition when the database's disk is short;
     everything later fails its partition only. Progress reaches ``progress`` as partitions
-    complete and, through ``settings.heartbeat``, between the reads inside one.
+    complete and, through ``settings.heartbeat``, between the reads inside one. Once
+    ``should_stop()`` (an interrupt), no further partition starts.
     """
     check_free_disk([database], min_free_disk_bytes)
     slug = experiment.slug
     specs = tables_for_kind(settings.kind)
+    # A run extracted before under another kind loses its rows in that kind's tables.
+    other_kinds = [t for t in all_tables() if t not in specs]
     runs = store.runs_by_id(experiment.experiment_id, list(keys))
     for key in keys:
+        if should_stop():
+            return
         started = time.monotonic()
         reset_peak_rss()
         run = runs.get(key)
@@ -106,10 +126,15 @@ def extract_partitions(
                 extracted.tables,
                 validate=partial(reject_invalid_run, slug, specs, key),
                 on_wait=partial(_report_lock_wait, progress, key),
+                clear=other_kinds,
             )
         except Exception as exc:  # any cause fails this partition only
             cause = f"{label}: {one_line(exc)}"
-            yield PartitionFailed(key, cause)
+            removed, why_not = _remove_old_rows(writer, slug, all_tables(), key)
+            if removed:
+                cause += f"; its {removed} rows from an earlier extraction were removed"
+            cause += why_not
+            yield PartitionFailed(key, cause, removed)
             progress.partition_done(key, error=cause)
             continue
         yield PartitionCommitted(key, run, rows, extracted, time.monotonic() - started, peak_rss())

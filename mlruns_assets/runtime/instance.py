@@ -11,8 +11,10 @@ INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def default_dagster_home(database: Path) -> Path:
-    """``.dagster/`` beside the database: the checkpoint travels with the results."""
-    return database.resolve().parent / ".dagster"
+    """``.dagster/<database file name>/`` beside the database: the checkpoint travels with the
+    results, and two databases in one folder never share an instance."""
+    database = database.expanduser().resolve()
+    return database.parent / ".dagster" / database.name
 
 
 def prepare_dagster_home(home: Path) -> Path:

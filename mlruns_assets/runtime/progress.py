@@ -15,16 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from mlruns_assets.runtime.guardrails import current_rss
 
 PROGRESS_LOGGER = logging.getLogger("mlruns_assets.runtime.progress")
 PROGRESS_PREFIX = "[progress]"
 # The longest gap between "done" lines in the run log while partitions complete.
 DONE_LINE_SECONDS = 10.0
-
-
-def rss_bytes() -> int:
-    return int(psutil.Process().memory_info().rss)
 
 
 def format_seconds(seconds: float) -> str:
@@ -64,7 +60,7 @@ class ExtractionProgress:
         )
         text = (
             f"{PROGRESS_PREFIX} {self.done}/{self.total} partitions ({self.failed} failed)"
-            f" | {rate:.2f}/s | ETA {format_seconds(eta)} | RSS {rss_bytes() / 1e6:.0f} MB"
+            f" | {rate:.2f}/s | ETA {format_seconds(eta)} | RSS {current_rss() / 1e6:.0f} MB"
             f" | db {db_mb:.1f} MB"
         )
         return f"{text} | {note}" if note else text

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 
 from mlflow.entities import ViewType
 
-from mlruns_assets.source.tracking import ExperimentRef, TrackingStore, exclusion_reason
+from mlruns_assets.source.tracking import (
+    ExperimentRef,
+    TrackingStore,
+    exclusion_reason,
+    run_version,
+)
 
 # A run's end time is the logging client's clock, and its final write can reach the store after
 # a later run's: the cursor is re-read this far back (runs already known are skipped).
@@ -20,6 +25,9 @@ class DiscoveryPlan:
     to_add: list[str] = field(default_factory=list)
     to_remove: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
+    # run_id -> ``run_version`` of every eligible run listed (new or known)
+    versions: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # run_id -> run name, likewise
     cursor_end_time: int | None = None
 
 
@@ -58,11 +66,15 @@ def plan_discovery(
             plan.excluded[run_id] = reason
             continue
         if run_id in known_keys or run_id in plan.to_add:
+            plan.versions[run_id] = run_version(run)
+            plan.names[run_id] = run.info.run_name or ""
             continue
         if len(plan.to_add) >= batch_size:
             listed_all = False
             break
         plan.to_add.append(run_id)
+        plan.versions[run_id] = run_version(run)
+        plan.names[run_id] = run.info.run_name or ""
         if run.info.end_time is not None:
             plan.cursor_end_time = max(plan.cursor_end_time or 0, run.info.end_time)
     deleted = {

@@ -6,6 +6,7 @@ Nothing here writes to the tracking store. A tracking URI is a legacy ``mlruns``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -127,6 +128,23 @@ def exclusion_reason(
     if run.info.status not in set(admitted_statuses):
         return f"status {run.info.status}"
     return None
+
+
+def run_version(run: Run) -> str:
+    """A digest of what MLflow holds of a run, from the run listing alone (no artifact read):
+    status, end time, params, tags and each metric's latest point (value, step, timestamp).
+    A new metric point, a changed param or tag, a later end time change it; an artifact
+    re-logged without touching the run record does not (see the README's checkpoint section).
+    """
+    proto = run.data.to_proto()
+    parts = [
+        run.info.status,
+        str(run.info.end_time),
+        *sorted(f"m|{m.key}|{m.value!r}|{m.step}|{m.timestamp}" for m in proto.metrics),
+        *sorted(f"p|{p.key}|{p.value}" for p in proto.params),
+        *sorted(f"t|{tag.key}|{tag.value}" for tag in proto.tags),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 class TrackingStore:

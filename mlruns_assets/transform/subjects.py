@@ -16,8 +16,6 @@ import yaml
 
 from mlruns_assets.runtime.errors import ExtractionError
 
-DEFAULT_ORIGINAL_PATTERN = r"^PLR\d{4}$"
-
 
 def load_subject_map(path: str | Path) -> dict[str, str]:
     """Read a CSV with header ``original,anonymized``, or a YAML mapping ``original: anonymized``

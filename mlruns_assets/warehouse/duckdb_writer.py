@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -29,6 +29,7 @@ from pydantic import Field
 
 from mlruns_assets.warehouse.tables import TableData, TableSpec, create_table_sql
 
+T = TypeVar("T")
 _LOCK_MARKERS = ("lock", "Conflicting lock", "different configuration")
 # Measured (DuckDB 2.0): DuckDB's worker threads allocate in their own malloc arenas, which
 # fragment: a step's RSS crept ~3 MB per partition. One thread keeps it flat; the per-partition
@@ -147,8 +148,10 @@ def replace_partition(
     run_id: str,
     tables: Mapping[TableSpec, TableData],
     validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    clear: Sequence[TableSpec] = (),
 ) -> dict[str, int]:
     """Replace one run's rows in every given table, in one transaction. Returns rows per table.
+    The run's rows in the ``clear`` tables (those of other kinds) go in the same transaction.
 
     A table's value is an Arrow table or an iterable of Arrow tables (chunks, read lazily inside
     the transaction). ``validate`` runs inside the transaction after the inserts; if it (or a
@@ -156,9 +159,12 @@ def replace_partition(
     the partition then holds nothing, as the latest extraction says.
     """
     ensure_tables(conn, schema_name, list(tables))
+    stale = [s for s in clear if s not in tables and s.name in existing_tables(conn, schema_name)]
     rows: dict[str, int] = {}
     conn.begin()
     try:
+        for spec in stale:
+            conn.execute(f'DELETE FROM "{schema_name}"."{spec.name}" WHERE run_id = ?', [run_id])
         for spec, data in tables.items():
             target = f'"{schema_name}"."{spec.name}"'
             conn.execute(f"DELETE FROM {target} WHERE run_id = ?", [run_id])
@@ -175,19 +181,23 @@ def replace_partition(
 
 def delete_partitions(
     conn: duckdb.DuckDBPyConnection, schema_name: str, specs: list[TableSpec], run_ids: list[str]
-) -> None:
-    """Remove every row of the given runs from the given tables (runs deleted in MLflow)."""
+) -> int:
+    """Remove every row of the given runs from the given tables, in one transaction (runs gone
+    from MLflow; a failed run's rows from an earlier extraction). Returns the rows removed."""
     existing = existing_tables(conn, schema_name)
+    removed = 0
     conn.begin()
     try:
         for spec in specs:
             if spec.name in existing:
-                conn.execute(
+                row = conn.execute(
                     f'DELETE FROM "{schema_name}"."{spec.name}" WHERE run_id IN '
                     "(SELECT unnest(?::VARCHAR[]))",
                     [run_ids],
-                )
+                ).fetchone()
+                removed += int(row[0]) if row else 0
         conn.commit()
+        return removed
     except BaseException:
         conn.rollback()
         raise
@@ -292,15 +302,17 @@ class PartitionWriter:
         tables: Mapping[TableSpec, TableData],
         validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
+        clear: Sequence[TableSpec] = (),
     ) -> dict[str, int]:
-        """Replace the run's rows in every given table in one transaction; rows per table."""
+        """Replace the run's rows in every given table in one transaction (and remove them
+        from the ``clear`` tables); rows per table."""
         bulk = any(not isinstance(t, pa.Table) for t in tables.values())
         if bulk:
             self.close()
         if self._conn is None:
             self._conn = self._open(on_wait, bulk)
         try:
-            return replace_partition(self._conn, schema_name, run_id, tables, validate)
+            return replace_partition(self._conn, schema_name, run_id, tables, validate, clear)
         except BaseException:
             self.close()
             raise
@@ -308,6 +320,17 @@ class PartitionWriter:
             held = time.monotonic() - self._opened
             if bulk or held >= self.warehouse.hold_connection_seconds:
                 self.close()
+
+    def with_connection(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work`` on the writer's connection (opened if need be), e.g. reading the database's
+        id or removing a failed run's old rows; the connection is closed if it raises."""
+        if self._conn is None:
+            self._conn = self._open(None, bulk=False)
+        try:
+            return work(self._conn)
+        except BaseException:
+            self.close()
+            raise
 
     def _open(
         self, on_wait: Callable[[float], None] | None, bulk: bool

@@ -249,30 +249,46 @@ def experiment_checks(
                     ", ".join(unknown[:10]),
                 )
             )
-    if not subject_map_configured or PREDICTIONS.name not in tables:
-        why = "no subject map configured" if not subject_map_configured else "no predictions yet"
-        out.append(
-            CheckOutcome(
-                "no_original_subject_codes", PREDICTIONS.name, ERROR, True, f"not applicable: {why}"
-            )
+    out.append(original_codes_check(conn, schema, subject_map_configured, original_pattern))
+    return out
+
+
+def subject_code_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    """Tables of the schema with a ``subject_code`` column, whatever their kind."""
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.columns "
+        "WHERE table_schema = ? AND column_name = 'subject_code' ORDER BY 1",
+        [schema],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def original_codes_check(
+    conn: duckdb.DuckDBPyConnection,
+    schema: str,
+    subject_map_configured: bool,
+    original_pattern: str = ORIGINAL_CODE_PATTERN,
+) -> CheckOutcome:
+    """With a subject map, no original subject code in any column holding subject codes, in
+    any table of the schema (predictions, signals, and whatever a later kind adds)."""
+    tables = subject_code_tables(conn, schema)
+    where = ", ".join(tables) or "subject codes"
+    if not subject_map_configured or not tables:
+        why = "no subject map configured" if not subject_map_configured else "no subject codes"
+        return CheckOutcome(
+            "no_original_subject_codes", where, ERROR, True, f"not applicable: {why}"
         )
-    else:
-        re.compile(original_pattern)  # a bad pattern fails loudly here, not inside DuckDB
-        n = conn.execute(
-            f'SELECT count(*) FROM "{schema}".predictions WHERE regexp_matches(subject_code, ?)',
+    re.compile(original_pattern)  # a bad pattern fails loudly here, not inside DuckDB
+    found = []  # bounded: one count per table with subject codes
+    for table in tables:
+        row = conn.execute(
+            f'SELECT count(*) FROM "{schema}"."{table}" WHERE regexp_matches(subject_code, ?)',
             [original_pattern],
         ).fetchone()
-        count = n[0] if n else 0
-        out.append(
-            CheckOutcome(
-                "no_original_subject_codes",
-                PREDICTIONS.name,
-                ERROR,
-                count == 0,
-                f"{count} row(s) match {original_pattern}" if count else "",
-            )
-        )
-    return out
+        if row and row[0]:
+            found.append(f"{table}: {row[0]} row(s) match {original_pattern}")
+    detail = "; ".join(found)
+    return CheckOutcome("no_original_subject_codes", where, ERROR, not found, detail)
 
 
 def run_checks(

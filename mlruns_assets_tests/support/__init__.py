@@ -1,1 +1,2 @@
-"""Helpers shared by the tests: bad demo stores, child processes, golden fingerprints."""
+"""Helpers shared by the tests: the command, data paths, bad demo stores, child processes,
+golden fingerprints."""

@@ -6,13 +6,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import json
 import os
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,9 +19,7 @@ from mlruns_assets.cli.main import main
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.settings import ENV_PREFIX, Kind, Settings
 from mlruns_assets.warehouse.catalog import asset_of_table, assets_for_kind
-from mlruns_assets_tests.support.processes import free_port, stop_process_group
-
-SERVER_START_TIMEOUT = 120.0
+from mlruns_assets_tests.support.webserver import graphql, running_webserver
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +134,28 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
         defs: dg.Definitions = module.defs
         dg.Definitions.validate_loadable(defs)
 
-        keys = {tuple(k.path) for k in defs.resolve_all_asset_keys()}
-        # One asset per group of tables that one read fills and one transaction commits.
+        every_key = {tuple(k.path) for k in defs.resolve_all_asset_keys()}
+        # One asset per group of tables that one read fills and one transaction commits, and
+        # the experiment's MLflow runs as the observable source they depend on.
+        keys = {k for k in every_key if k[1] != "mlflow_runs"}
         assert keys == {
             ("classification", "runs"),
             ("classification", "stratos"),
             ("imputation", "runs"),
             ("imputation", "preprocessed_signals"),
         }
+        assert every_key - keys == {
+            ("classification", "mlflow_runs"),
+            ("imputation", "mlflow_runs"),
+        }
 
         graph = defs.resolve_asset_graph()
+        for key in keys:  # code version: the settings fingerprint; upstream: the runs
+            node = graph.get(dg.AssetKey(list(key)))
+            assert node.code_version and node.code_version.startswith(
+                ("classification.", "imputation.")
+            )
+            assert node.parent_keys == {dg.AssetKey([key[0], "mlflow_runs"])}
         for key in keys:
             partitions = graph.get(dg.AssetKey(list(key))).partitions_def
             assert isinstance(partitions, dg.DynamicPartitionsDefinition)
@@ -204,25 +209,6 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- (c) web server
 
 
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
-WORKSPACE_QUERY = """
-{ workspaceOrError { __typename ... on Workspace { locationEntries {
-    name loadStatus
-    locationOrLoadError { __typename ... on PythonError { message } }
-} } } }
-"""
-
 ASSETS_QUERY = """
 query {
   assetNodes { assetKey { path } }
@@ -244,32 +230,6 @@ PARTITIONS_FRAGMENT = """
     }
   }
 """
-
-
-def _wait_until_loaded(proc: subprocess.Popen, port: int, log: Path) -> list[dict]:
-    """Poll until the server answers and its code location finished loading."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    last_error: object = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(
-                f"dagster-webserver exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
-            )
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                pass
-            workspace = _graphql(port, WORKSPACE_QUERY)["workspaceOrError"]
-            entries = workspace.get("locationEntries") or []
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                return entries
-            last_error = workspace
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            last_error = exc
-        time.sleep(0.5)
-    pytest.fail(
-        f"dagster-webserver did not load within {SERVER_START_TIMEOUT:.0f} s "
-        f"(last: {last_error}):\n{log.read_text()[-4000:]}"
-    )
 
 
 def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Path) -> None:
@@ -297,31 +257,18 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
     assert code == 0, out.getvalue()
     assert (home / "dagster.yaml").is_file()
 
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    env = {**_clean_environ(), **config.to_env(), "DAGSTER_HOME": str(home)}
-    cmd = [sys.executable, "-m", "dagster_webserver", "-m", "mlruns_assets.definitions"]
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*cmd, "-h", "127.0.0.1", "-p", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so the code server stops with it
-        )
-    try:
-        entries = _wait_until_loaded(proc, port, log)
+    with running_webserver(config, home, tmp_path) as (port, entries):
         assert [e["locationOrLoadError"]["__typename"] for e in entries] == ["RepositoryLocation"]
 
         query = ASSETS_QUERY % (
             PARTITIONS_FRAGMENT % ("classification", "classification")
             + PARTITIONS_FRAGMENT % ("imputation", "imputation")
         )
-        data = _graphql(port, query)
+        data = graphql(port, query)
         listed = {tuple(n["assetKey"]["path"]) for n in data["assetNodes"]}
         expected = {("classification", a.name) for a in assets_for_kind(Kind.CLASSIFICATION)}
         expected |= {("imputation", a.name) for a in assets_for_kind(Kind.IMPUTATION)}
+        expected |= {(slug, "mlflow_runs") for slug in ("classification", "imputation")}
         assert listed == expected
 
         for slug, run_ids in (
@@ -337,5 +284,3 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
             assert statuses["failedPartitions"] == []
             assert statuses["unmaterializedPartitions"] == []
             assert statuses["materializingPartitions"] == []
-    finally:
-        stop_process_group(proc)  # the server and the code server it started

@@ -1,5 +1,6 @@
-"""The stall sensor: its decisions as plain functions, and the real thing under a real
-``dagster-daemon`` with a run whose metrics artifact is a FIFO, so that reading it blocks forever.
+"""The stall sensor under a real ``dagster-daemon``, with a run whose metrics artifact is a FIFO,
+so that reading it blocks forever; and ``mlruns-assets ui`` refusing a stall timeout it cannot
+honour.
 
 The daemon test configures short timeouts (stall timeout, sensor interval) through the project
 configuration, the way ``mlruns-assets ui`` passes them, not by sleeping for minutes."""
@@ -17,29 +18,13 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-from conftest import run_cli
 
-from mlruns_assets.defs.project import build_definitions
-from mlruns_assets.defs.stall_sensor import (
-    SENSOR_NAME,
-    WatchedRun,
-    find_stalled_runs,
-    pending_partitions,
-    run_partition_keys,
-    stall_message,
-)
 from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.instance import open_instance, prepare_dagster_home
 from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
-from mlruns_assets.runtime.worker import (
-    WORKER_TAG,
-    WorkerProcess,
-    live_process,
-    parse_worker_tag,
-    worker_tags,
-)
-from mlruns_assets.source.tracking import ExperimentRef
+from mlruns_assets.runtime.worker import WORKER_TAG, live_process, parse_worker_tag
+from mlruns_assets_tests.support.cli import run_cli
 from mlruns_assets_tests.support.processes import stop_process_group
 
 # Healthy steps here log at least every 0.4 s (measured under load, heartbeat 0); the 10-15 s
@@ -48,84 +33,6 @@ STALL_TIMEOUT = 8.0
 SENSOR_INTERVAL = 1  # the daemon looks at most every 5 s anyway
 DAEMON_DEADLINE = 150.0
 JOB = "classification_extraction_job"
-
-
-# --------------------------------------------------------------------------- plain functions
-def test_find_stalled_runs_picks_runs_silent_past_the_timeout_longest_first() -> None:
-    runs = [
-        WatchedRun("fresh", last_event_at=995.0),
-        WatchedRun("edge", last_event_at=910.0),  # exactly at the timeout: not yet
-        WatchedRun("old", last_event_at=100.0),
-        WatchedRun("stale", last_event_at=900.0),
-    ]
-    stalled = find_stalled_runs(runs, now=1000.0, timeout_seconds=90.0)
-    assert [(s.run_id, s.idle_seconds) for s in stalled] == [("old", 900.0), ("stale", 100.0)]
-    assert find_stalled_runs([], now=1000.0, timeout_seconds=90.0) == []
-
-
-def test_run_partition_keys_and_pending_partitions() -> None:
-    ordered = ["a", "b", "c", "d", "e"]
-    assert run_partition_keys({"dagster/partition": "c"}, ordered) == ["c"]
-    tags = {
-        "dagster/asset_partition_range_start": "b",
-        "dagster/asset_partition_range_end": "d",
-    }
-    assert run_partition_keys(tags, ordered) == ["b", "c", "d"]
-    assert run_partition_keys({**tags, "dagster/asset_partition_range_end": "zz"}, ordered) == []
-    assert run_partition_keys({}, ordered) == []
-    assert pending_partitions(["b", "c", "d"], {"b", "x"}) == ["c", "d"]
-
-
-def test_stall_message_is_one_line_naming_partitions_and_last_progress() -> None:
-    pending = [f"k{i}" for i in range(9)]
-    message = stall_message(97.4, 90.0, pending, "[progress] 3/12 partitions | loading x")
-    assert message == (
-        "stalled in partition k0 (not reached: k1, k2, k3, k4 and 4 more): no event for 97 s "
-        "(stall timeout 90 s); last progress: [progress] 3/12 partitions | loading x"
-    )
-    assert stall_message(5, 4, [], None).endswith("last progress: none yet")
-    assert "\n" not in message
-
-
-def test_worker_tag_identifies_a_live_process_and_not_a_reused_pid() -> None:
-    me = parse_worker_tag(worker_tags()[WORKER_TAG])
-    assert me is not None and me.pid == os.getpid()
-    assert parse_worker_tag("not json") is None and parse_worker_tag(None) is None
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        started = psutil.Process(child.pid).create_time()
-        worker = WorkerProcess(me.host, child.pid, started)
-        assert live_process(worker) is not None
-        assert live_process(WorkerProcess("another-host", child.pid, started)) is None
-        assert live_process(WorkerProcess(me.host, child.pid, started + 3600)) is None  # reused
-        assert live_process(WorkerProcess(me.host, child.pid, None, started - 60)) is None
-        assert live_process(WorkerProcess(me.host, child.pid, None, started + 5)) is not None
-        assert live_process(me) is None  # never the sensor's own process
-    finally:
-        child.kill()
-        child.wait()
-    assert live_process(WorkerProcess(me.host, child.pid, started)) is None
-
-
-def test_one_stall_sensor_per_code_location_configured_from_the_environment() -> None:
-    env = Settings(
-        tracking_uri="sqlite:///unused.db",
-        database="unused.duckdb",
-        stall_timeout_seconds=42,
-        stall_sensor_interval_seconds=7,
-    ).to_env()
-    assert env[f"{ENV_PREFIX}STALL_TIMEOUT_SECONDS"] == "42"
-    config = Settings.from_env(env)
-    assert config is not None
-    experiments = [ExperimentRef("1", "Classification"), ExperimentRef("2", "Imputation")]
-    defs = build_definitions(config, experiments)
-    stall = [s for s in defs.sensors or [] if s.name == SENSOR_NAME]
-    assert len(stall) == 1
-    (sensor,) = stall
-    assert isinstance(sensor, dg.SensorDefinition)
-    assert sensor.minimum_interval_seconds == 7
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert "logged nothing for 42 s" in (sensor.description or "")
 
 
 def test_ui_refuses_a_stall_timeout_not_above_the_heartbeat(tmp_path: Path) -> None:

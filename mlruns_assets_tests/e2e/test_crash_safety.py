@@ -22,13 +22,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import extract_command, run_extract
 
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
 from mlruns_assets.warehouse.catalog import asset_of_table
+from mlruns_assets_tests.support.cli import extract_command, run_extract
 
 SEED = 20260201
 KILLS = 3
@@ -55,7 +55,8 @@ def _counts(database: Path) -> Counts:
     counts: Counts = {}
     with duckdb.connect(str(database)) as conn:
         tables = conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables"
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema != 'main'"  # the experiment schemas, not the database's own id
         ).fetchall()
         for schema, table in tables:
             rows = conn.execute(

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from mlruns_assets.transform import stratos as s
-
-CASE_STUDY = Path(__file__).resolve().parent / "data" / "stratos_case_study.txt"
+from mlruns_assets_tests.support.data import CASE_STUDY
 
 
 @pytest.fixture(scope="module")

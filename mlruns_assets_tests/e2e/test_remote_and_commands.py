@@ -14,11 +14,11 @@ import duckdb
 import mlflow
 import numpy as np
 import pytest
-from conftest import Extracted, run_cli
 
 from mlruns_assets.demo.store import log_classification_run
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets.warehouse.validation import check_database
+from mlruns_assets_tests.support.cli import Extracted, run_cli
 from mlruns_assets_tests.support.processes import free_port, stop_process_group
 
 

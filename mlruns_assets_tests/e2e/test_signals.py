@@ -1,17 +1,14 @@
-"""Imputation signals (issue 5): plain reading functions, streaming commits, the
-``preprocessed_signals`` extraction end to end with its memory bound, and bad input."""
+"""Imputation signals (issue 5) end to end: the ``preprocessed_signals`` extraction with its
+memory bound and bad input, and the private demo traces."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import pickle
 import subprocess
 import sys
 import tempfile
-import weakref
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,192 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
-from mlflow.entities import Run, RunData, RunInfo
 
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.defs.resources import build_resources
-from mlruns_assets.demo.pickles import build_imputation_pickle
 from mlruns_assets.demo.store import DemoStore, write_demo_store
-from mlruns_assets.runtime.errors import ExtractionError
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.source.safe_pickle import load_untrusted_pickle
-from mlruns_assets.transform.run_names import parse_imputation_run_name
-from mlruns_assets.transform.signals import (
-    double_lists,
-    imputation_methods,
-    read_signals,
-    signal_tables,
-)
 from mlruns_assets.transform.subjects import load_subject_map
-from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
-from mlruns_assets.warehouse.signals_schema import PREPROCESSED_SIGNALS
-
-WHERE = "imputation/imputation_X.pickle"
-TRAIN_TIME = "source_data.df.train.time.time"
-TRAIN_MEAN = "model_artifacts.imputation.train.imputation_dict.imputation.mean"
-TEST_CODES = "source_data.df.test.metadata.subject_code"
-
-
-def _pickle(n: int = 10, length: int = 30, seed: int = 0) -> dict[str, Any]:
-    codes = np.array([f"PLR{1000 + i}" for i in range(n)])
-    labels = np.arange(n) % 2
-    return build_imputation_pickle(codes, labels, np.random.default_rng(seed), length)
-
-
-def _run(name: str | None, params: dict[str, str] | None = None) -> Run:
-    info = RunInfo("r1", "1", "u", "FINISHED", 0, 1, "active", run_name=name)
-    data = RunData(params=[mlflow.entities.Param(k, v) for k, v in (params or {}).items()])
-    return Run(info, data)
-
-
-# --------------------------------------------------------------------------- plain functions
-
-
-def test_read_signals_and_tables_match_the_pickle_arrays() -> None:
-    data = _pickle(n=10, length=30)
-    splits = read_signals(data, WHERE)
-    assert [s.split for s in splits] == ["train", "test"]
-    assert [s.signal.shape for s in splits] == [(7, 30), (3, 30)]
-    mapping = {f"PLR{1000 + i}": f"H{i:03d}" for i in range(10)}
-    tables = list(signal_tables(splits, "r1", ("SAITS", None), mapping, WHERE, chunk_rows=4))
-    assert [t.num_rows for t in tables] == [4, 3, 3]  # chunks never straddle a split
-    table = pa.concat_tables(tables)
-    assert table.schema == PREPROCESSED_SIGNALS.schema
-    rows = table.to_pylist()
-    assert {r["subject_code"] for r in rows} == set(mapping.values())
-    assert {(r["imputation_method"], r["outlier_method"]) for r in rows} == {("SAITS", None)}
-    df, imputed = data["source_data"]["df"], data["model_artifacts"]["imputation"]
-    for i, row in enumerate(rows[:7]):
-        assert (
-            row["signal"]
-            == imputed["train"]["imputation_dict"]["imputation"]["mean"][i, :, 0].tolist()
-        )
-        assert row["time_vector"] == df["train"]["time"]["time"][i].tolist()
-
-
-def test_double_lists_wraps_the_float64_buffer_and_converts_other_dtypes() -> None:
-    values = np.arange(12, dtype=np.float64).reshape(3, 4)
-    lists = double_lists(values)
-    assert lists.type == pa.list_(pa.float64())
-    assert lists.values.buffers()[1].address == values.ctypes.data  # no copy
-    assert lists.to_pylist()[2] == [8.0, 9.0, 10.0, 11.0]
-    assert double_lists(values.astype(np.float32)).to_pylist() == lists.to_pylist()
-
-
-def test_methods_from_params_else_from_the_run_name_never_guessed() -> None:
-    assert parse_imputation_run_name("SAITS__LOF") == ("SAITS", "LOF")
-    assert parse_imputation_run_name("SAITS") == (None, None)
-    assert parse_imputation_run_name("a__b__c") == (None, None)
-    assert imputation_methods(_run("SAITS__LOF")) == ("SAITS", "LOF")
-    params = {"imputation_source": "CSDI", "anomaly_source": "pupil-gt"}
-    assert imputation_methods(_run("x__y", params)) == ("CSDI", "pupil-gt")
-    assert imputation_methods(_run("legacy-name")) == (None, None)
-
-
-def _drop(path: tuple[Any, ...]) -> Any:
-    def mutate(data: dict[str, Any]) -> None:
-        target = data
-        for key in path[:-1]:
-            target = target[key]
-        del target[path[-1]]
-
-    return mutate
-
-
-def _set(path: tuple[Any, ...], make: Any) -> Any:
-    def mutate(data: dict[str, Any]) -> None:
-        target = data
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = make(target[path[-1]])
-
-    return mutate
-
-
-MEAN_PATH = ("model_artifacts", "imputation", "train", "imputation_dict", "imputation", "mean")
-BAD_INPUT = {
-    "missing time": (
-        _drop(("source_data", "df", "train", "time", "time")),
-        f"missing key {TRAIN_TIME}",
-    ),
-    "missing split": (
-        _drop(("model_artifacts", "imputation", "test")),
-        "missing key model_artifacts.imputation.test",
-    ),
-    "missing codes": (
-        _drop(("source_data", "df", "test", "metadata")),
-        "missing key source_data.df.test.metadata",
-    ),
-    "no splits": (_set(("source_data", "df"), lambda _: {}), "source_data.df holds no splits"),
-    "time shorter": (
-        _set(("source_data", "df", "train", "time", "time"), lambda a: a[:, :-1]),
-        f"{TRAIN_TIME} has shape (7, 29) but {TRAIN_MEAN} has (7, 30, 1)",
-    ),
-    "mean not (n, T, 1)": (
-        _set(MEAN_PATH, lambda a: np.repeat(a, 2, axis=2)),
-        f"{TRAIN_MEAN} has shape (7, 30, 2), expected (subjects, time points, 1)",
-    ),
-    "codes disagree with signals": (
-        _set(("source_data", "df", "test", "metadata", "subject_code"), lambda a: a[:-1]),
-        f"{TEST_CODES} has 2 subjects but",
-    ),
-    "time not numeric": (
-        _set(("source_data", "df", "train", "time", "time"), lambda a: a.astype(str)),
-        f"{TRAIN_TIME} is not numeric",
-    ),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_fails_with_one_line_naming_the_key_path(case: str) -> None:
-    mutate, expected = BAD_INPUT[case]
-    data = copy.deepcopy(_pickle())
-    mutate(data)
-    with pytest.raises(ExtractionError) as raised:
-        list(signal_tables(read_signals(data, WHERE), "r1", (None, None), None, WHERE))
-    message = str(raised.value)
-    assert message.startswith(f"{WHERE}: ") and expected in message, message
-    assert "\n" not in message
-
-
-def test_unmapped_code_fails_naming_the_codes_key_path() -> None:
-    splits = read_signals(_pickle(), WHERE)
-    mapping = {f"PLR{1000 + i}": f"H{i:03d}" for i in range(9)}  # the last code is unmapped
-    with pytest.raises(ExtractionError) as raised:
-        list(signal_tables(splits, "r1", (None, None), mapping, WHERE))
-    assert str(raised.value) == (
-        f"1 subject code(s) in {WHERE} ({TEST_CODES}) are not in the subject map"
-    )
-
-
-# --------------------------------------------------------------------------- streaming commits
-
-
-def test_chunks_commit_in_one_transaction_each_released_before_the_next(tmp_path: Path) -> None:
-    warehouse = DuckDBWarehouse(database=str(tmp_path / "w.duckdb"))
-    splits = read_signals(_pickle(n=10, length=30), WHERE)
-
-    def chunks(fail_after: int | None = None) -> Iterator[pa.Table]:
-        previous: weakref.ref[pa.Table] | None = None
-        for i, table in enumerate(signal_tables(splits, "r1", (None, None), None, WHERE, 3)):
-            assert previous is None or previous() is None, "the last chunk is still referenced"
-            if i == fail_after:
-                raise ExtractionError("broken chunk")
-            previous = weakref.ref(table)
-            yield table
-            del table
-
-    assert warehouse.commit_partition("imp", "r1", {PREPROCESSED_SIGNALS: chunks()}) == {
-        "preprocessed_signals": 10
-    }
-    with pytest.raises(ExtractionError, match="broken chunk"):
-        warehouse.commit_partition("imp", "r1", {PREPROCESSED_SIGNALS: chunks(fail_after=2)})
-    with warehouse.get_connection(read_only=True) as conn:  # the failed commit changed nothing
-        found = conn.execute("SELECT count(*) FROM imp.preprocessed_signals").fetchone()
-    assert found == (10,)
-
+from mlruns_assets_tests.support.cli import run_cli
+from mlruns_assets_tests.support.signals import BAD_INPUT
+from mlruns_assets_tests.support.signals import imputation_pickle as _pickle
 
 # --------------------------------------------------------------------------- end to end
 LAUNCHER = """import json, os, sys

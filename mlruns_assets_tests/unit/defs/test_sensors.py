@@ -24,6 +24,7 @@ from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.defs.removal import build_removal_job
 from mlruns_assets.defs.resources import build_resources
 from mlruns_assets.defs.sensors import build_discovery_sensor
+from mlruns_assets.pipeline.checkpoint import settings_fingerprint
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
@@ -318,7 +319,8 @@ def test_sensor_without_run_requests_still_adds_partitions_in_batches(
 ) -> None:
     config = store.config()
     experiment = generic_experiment(store.uri)
-    job = extraction_job(experiment, build_extraction_asset(experiment, Kind.GENERIC))
+    asset = build_extraction_asset(experiment, settings_fingerprint(Kind.GENERIC, None))
+    job = extraction_job(experiment, asset)
     removal = build_removal_job(experiment, Kind.GENERIC)
     sensor = build_discovery_sensor(experiment, job, removal, request_runs=False, batch_size=2)
     assert partitions_def_name(experiment) == PARTITIONS

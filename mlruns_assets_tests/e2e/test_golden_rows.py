@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlruns_assets_tests.conftest import run_cli
+from mlruns_assets_tests.support.cli import run_cli
+from mlruns_assets_tests.support.data import DEMO_GOLDEN as GOLDEN
 from mlruns_assets_tests.support.golden import table_fingerprints
-
-GOLDEN = Path(__file__).resolve().parent / "data" / "demo_golden.json"
 
 
 def test_quickstart_extracts_the_demo_store_to_the_reference_rows(tmp_path: Path) -> None:

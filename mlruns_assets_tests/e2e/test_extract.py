@@ -11,7 +11,6 @@ import dagster as dg
 import duckdb
 import mlflow
 import pytest
-from conftest import Extracted, run_cli, run_extract
 
 from mlruns_assets.defs.partitions import range_tags
 from mlruns_assets.defs.project import build_definitions
@@ -19,6 +18,7 @@ from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.warehouse.catalog import asset_of_table
+from mlruns_assets_tests.support.cli import Extracted, run_cli, run_extract
 
 EXPECTED_CAUSES = {
     "truncated": "corrupt or truncated pickle in metrics/metrics_",

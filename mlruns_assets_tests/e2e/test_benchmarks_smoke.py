@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "benchmarks" / "run.py"
 RUNS = 3
 

@@ -5,7 +5,6 @@ Dagster instance; the heartbeat test runs ``mlruns-assets extract`` as a separat
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -14,13 +13,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import extract_command, run_extract
 
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.instance import open_instance
-from mlruns_assets.runtime.progress import PROGRESS_LOGGER, PROGRESS_PREFIX, ExtractionProgress
+from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
+from mlruns_assets_tests.support.cli import extract_command, run_extract
 
 HEARTBEAT_NOTES = ("loading metrics/metrics_", "read the metric history", "committing")
 
@@ -34,41 +33,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
         bootstraps=20,
         imputation_runs=1,
     )
-
-
-def test_progress_heartbeat_is_due_only_after_its_interval() -> None:
-    lines: list[str] = []
-    quiet = ExtractionProgress(total=2, emit=lines.append, heartbeat_seconds=3600)
-    for note in ("a", "b", "c"):
-        quiet.heartbeat(note)
-    assert lines == []
-    quiet.partition_done("k1")
-    assert len(lines) == 1 and lines[0].startswith(f"{PROGRESS_PREFIX} 1/2 partitions")
-    chatty = ExtractionProgress(total=2, emit=lines.append, heartbeat_seconds=0)
-    chatty.heartbeat("loading x")
-    assert lines[-1].endswith("| loading x") and "RSS" in lines[-1]
-
-
-def test_done_lines_reach_the_run_log_rate_limited_and_the_progress_bar_all(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    lines: list[str] = []
-    progress = ExtractionProgress(total=5, emit=lines.append, heartbeat_seconds=3600)
-    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
-        progress.partition_done("k1")
-        progress.partition_done("k2")
-        progress.partition_done("k3", error="run k3: bad pickle")
-        progress.partition_done("k4")
-        progress.partition_done("k5")
-    # The run log: the first, every failure and the last (each line is a Dagster event)...
-    assert [line.split(" | ")[-1] for line in lines] == [
-        "done k1",
-        "FAILED k3: run k3: bad pickle",
-        "done k5",
-    ]
-    # ...the command's progress bar: every partition.
-    parts = [r.progress["partition"] for r in caplog.records]  # type: ignore[attr-defined]
-    assert parts == ["k1", "k2", "k3", "k4", "k5"]
 
 
 def test_extract_reports_heartbeats_in_its_output_and_in_the_event_log(
@@ -140,7 +104,7 @@ def test_memory_limit_fails_every_partition_naming_limit_rss_and_artifact(
         assert "memory limit 0.05 GB exceeded: RSS 0." in line, line
         assert "artifact" in line and "at loading metrics/metrics_" in line, line
     assert f"materialized 0, skipped 0, excluded 0, failed {len(demo.good_run_ids)}" in (
-        result.output.replace(" (already materialized)", "")
+        result.output.replace(" (up to date)", "")
     )
     # Nothing was written: no row in any table, no materialized partition.
     if database.exists():

@@ -1,0 +1,213 @@
+"""The checkpoint as Dagster records it: what each partition's latest materialization vouches
+for (``pipeline.checkpoint`` decides), the MLflow runs as an observable source whose data
+version per partition is the run's version, and the provenance tags that let the UI show a
+partition as stale when its settings or its run changed.
+
+The provenance tag names are Dagster's own (``dagster/code_version`` ...): materializations
+reported from inside a step do not get them from Dagster, so the step writes them itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import dagster as dg
+
+from mlruns_assets.defs.partitions import partitions_def_name
+from mlruns_assets.defs.resources import MlflowTrackingResource
+from mlruns_assets.pipeline.checkpoint import (
+    PartitionState,
+    Recorded,
+    SettingsFingerprint,
+    State,
+    classify,
+    data_version,
+)
+from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.tracking import ExperimentRef, run_version
+from mlruns_assets.warehouse.catalog import assets_for_kind
+
+CODE_VERSION_TAG = "dagster/code_version"
+DATA_VERSION_TAG = "dagster/data_version"
+_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
+_PAGE = 1000
+
+
+def source_asset_key(experiment: ExperimentRef) -> dg.AssetKey:
+    """The experiment's MLflow runs, as the observable source its extraction depends on."""
+    return dg.AssetKey([experiment.slug, "mlflow_runs"])
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The latest observed version of a run (partition) and the event that recorded it."""
+
+    version: str
+    storage_id: int
+
+
+def observed_versions(
+    instance: dg.DagsterInstance, experiment: ExperimentRef, keys: Iterable[str] | None = None
+) -> dict[str, Observed]:
+    """Partition -> its latest observation of the runs source (of ``keys``, default all)."""
+    wanted = list(keys) if keys is not None else None
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=source_asset_key(experiment), asset_partitions=wanted
+    )
+    found: dict[str, Observed] = {}  # bounded: one per partition of the experiment
+    cursor: str | None = None
+    while True:
+        page = instance.fetch_observations(records_filter, limit=_PAGE, cursor=cursor)
+        for record in page.records:
+            observation = record.asset_observation
+            version = observation.tags.get(DATA_VERSION_TAG) if observation else None
+            if record.partition_key and version and record.partition_key not in found:
+                found[record.partition_key] = Observed(version, record.storage_id)
+        if not page.has_more:
+            return found
+        cursor = page.cursor
+
+
+def run_observation(experiment: ExperimentRef, key: str, version: str) -> dg.AssetObservation:
+    """An observation of one run's version (reported by ``extract``, the sensor or a step)."""
+    return dg.AssetObservation(
+        asset_key=source_asset_key(experiment),
+        partition=key,
+        tags={DATA_VERSION_TAG: version, _USER_PROVIDED_TAG: "true"},
+    )
+
+
+def report_changed_versions(
+    instance: dg.DagsterInstance, experiment: ExperimentRef, versions: Mapping[str, str]
+) -> list[str]:
+    """Record an observation for each run whose version differs from the latest observed one
+    (or was never observed); returns those partitions."""
+    observed = observed_versions(instance, experiment)
+    changed = [k for k, v in versions.items() if k not in observed or observed[k].version != v]
+    for key in changed:
+        instance.report_runless_asset_event(run_observation(experiment, key, versions[key]))
+    return changed
+
+
+def provenance_tags(
+    experiment: ExperimentRef, fingerprint: SettingsFingerprint, observed: Observed
+) -> dict[str, str]:
+    """Tags of a materialization extracted from run version ``observed``."""
+    source = "/".join(source_asset_key(experiment).path)
+    return {
+        CODE_VERSION_TAG: fingerprint.code_version,
+        DATA_VERSION_TAG: data_version(fingerprint.code_version, observed.version),
+        f"dagster/input_data_version/{source}": observed.version,
+        f"dagster/input_event_pointer/{source}": str(observed.storage_id),
+    }
+
+
+def recorded_partitions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey
+) -> dict[str, Recorded]:
+    """Partition -> what its latest materialization recorded."""
+    found: dict[str, Recorded] = {}  # bounded: one per partition of the asset
+    cursor: str | None = None
+    records_filter = dg.AssetRecordsFilter(asset_key=asset_key)
+    while True:
+        page = instance.fetch_materializations(records_filter, limit=_PAGE, cursor=cursor)
+        for record in page.records:
+            key = record.partition_key
+            materialization = record.asset_materialization
+            if key is None or key in found or materialization is None:
+                continue
+            meta = {k: v.value for k, v in materialization.metadata.items()}
+            found[key] = Recorded(
+                database_id=_text(meta.get("database_id")),
+                source_version=_text(meta.get("source_version")),
+                settings={k: str(v) for k, v in meta.items() if k.startswith("settings/")},
+            )
+        if not page.has_more:
+            return found
+        cursor = page.cursor
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def build_runs_source(
+    experiment: ExperimentRef, partitions_def: dg.DynamicPartitionsDefinition
+) -> dg.SourceAsset:
+    """The observable source asset of an experiment's MLflow runs: "Observe" in the UI records
+    each known run's current version, so partitions whose run changed show as stale."""
+
+    @dg.observable_source_asset(
+        key=source_asset_key(experiment),
+        partitions_def=partitions_def,
+        group_name=experiment.slug,
+        description=f"The runs of MLflow experiment '{experiment.name}' (read only). Each "
+        "partition's data version is a digest of its run's MLflow record: a new metric point, "
+        "param, tag or end time makes the extracted partition stale.",
+    )
+    def mlflow_runs(
+        context: dg.AssetExecutionContext, mlflow_tracking: MlflowTrackingResource
+    ) -> dg.DataVersionsByPartition:
+        known = set(context.instance.get_dynamic_partitions(partitions_def.name or ""))
+        store = mlflow_tracking.store()
+        versions = {
+            run.info.run_id: dg.DataVersion(run_version(run))
+            for run in store.iter_runs(experiment.experiment_id)
+            if run.info.run_id in known
+        }
+        return dg.DataVersionsByPartition(versions)
+
+    return mlflow_runs
+
+
+def partition_states(
+    instance: dg.DagsterInstance,
+    experiment: ExperimentRef,
+    fingerprint: SettingsFingerprint,
+    *,
+    keys: list[str],
+    database_id: str | None,
+    committed: set[str],
+    versions: Mapping[str, str],
+    full_refresh: bool = False,
+) -> list[PartitionState]:
+    """Each partition's state for this database (``database_id`` None: none yet), these
+    settings and the runs' current versions; a partition is done only if every asset of the
+    experiment is."""
+    partitions = dg.DynamicPartitionsDefinition(name=partitions_def_name(experiment))
+    worst: dict[str, PartitionState] = {}  # bounded: one per partition of the experiment
+    for asset in assets_for_kind(fingerprint.kind):
+        asset_key = dg.AssetKey([experiment.slug, asset.name])
+        recorded = recorded_partitions(instance, asset_key)
+        status = instance.get_status_by_partition(asset_key, keys, partitions) or {}
+        for key in keys:
+            state = classify(
+                key,
+                recorded.get(key),
+                failed=status.get(key) == dg.AssetPartitionStatus.FAILED,
+                rows_present=key in committed,
+                database_id=database_id or "",
+                fingerprint=fingerprint,
+                source_version=versions.get(key),
+                full_refresh=full_refresh,
+            )
+            if key not in worst or worst[key].state == State.DONE:
+                worst[key] = state
+    return [worst[key] for key in keys]
+
+
+def forget_partitions(
+    instance: dg.DagsterInstance, experiment: ExperimentRef, kind: Kind, keys: list[str]
+) -> None:
+    """Wipe the materializations of partitions whose rows are not in this database, so the UI
+    shows them missing too: status never vouches for rows that are not there. Dagster's SQLite
+    event log cannot wipe single partitions (Postgres can): there the partitions are
+    re-extracted right away (they are missing), and a failure marks them failed."""
+    if not keys:
+        return
+    for asset in assets_for_kind(kind):
+        try:
+            instance.wipe_asset_partitions(dg.AssetKey([experiment.slug, asset.name]), keys)
+        except NotImplementedError:
+            return
