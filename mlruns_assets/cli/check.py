@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -68,11 +69,18 @@ def check_command(
 ) -> int:
     """Run every asset check (declared schemas, value domains, consistency, experiment-wide
     rules) against an existing results database and print them as a table."""
+    from mlruns_assets.warehouse.duckdb_writer import database_file_problem
     from mlruns_assets.warehouse.validation import check_database
 
     db = Path(database)
     if not db.is_file():
         raise UsageError(f"database {db} does not exist")
+    if problem := database_file_problem(db):
+        raise UsageError(f"database {db}: {problem}")
+    try:
+        re.compile(original_pattern)
+    except re.error as exc:
+        raise UsageError(f"--original-pattern {original_pattern!r}: {exc}") from None
     allowed = None
     if registry:
         try:

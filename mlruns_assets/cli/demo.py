@@ -7,7 +7,24 @@ from pathlib import Path
 
 import click
 
-from mlruns_assets.demo.store import write_demo_store
+from mlruns_assets.demo.store import DemoStore, tracking_uri_for, write_demo_store
+from mlruns_assets.runtime.errors import UsageError
+
+SUBJECT_MAP = "subject_map.csv"
+
+
+def demo_folder(value: str) -> Path:
+    """The folder a demo store goes to: a local path, never a URL."""
+    if "://" in value or value.startswith(("http:", "https:", "sqlite:", "file:")):
+        raise UsageError(
+            f"demo writes a local tracking store; {value!r} is a URI: give a folder "
+            "(its sqlite:/// URI is printed for extract)"
+        )
+    return Path(value).expanduser()
+
+
+def holds_a_store(folder: Path) -> bool:
+    return (folder / "mlflow.db").exists() or (folder / "0" / "meta.yaml").exists()
 
 
 @click.command(
@@ -15,7 +32,7 @@ from mlruns_assets.demo.store import write_demo_store
     epilog="Example: mlruns-assets demo demo/store --runs 20\n\n"
     "Exit codes: 0 written, 2 bad arguments.",
 )
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option(
     "--backend",
     type=click.Choice(["sqlite", "file"]),
@@ -33,12 +50,15 @@ from mlruns_assets.demo.store import write_demo_store
     show_default=True,
     help="bootstrap iterations per run",
 )
-def demo_command(path: Path, backend: str, runs: int, bootstraps: int) -> None:
-    """Write a realistic demo MLflow tracking store at PATH: a Classification experiment (seed
-    layout metrics pickles), an Imputation experiment (signal pickles) and a private subject map.
-    """
+def demo_command(path: str, backend: str, runs: int, bootstraps: int) -> None:
+    """Write a realistic demo MLflow tracking store in the folder PATH: a Classification
+    experiment (seed-layout metrics pickles), an Imputation experiment (signal pickles) and a
+    private subject map."""
+    folder = demo_folder(path)
+    if holds_a_store(folder):
+        raise UsageError(f"{folder} already holds a tracking store; give a new folder")
     started = time.monotonic()
-    store = write_demo_store(path, backend=backend, runs=runs, bootstraps=bootstraps)  # type: ignore[arg-type]
+    store = write_demo_store(folder, backend=backend, runs=runs, bootstraps=bootstraps)  # type: ignore[arg-type]
     click.echo(f"demo store written in {time.monotonic() - started:.1f} s: {store.tracking_uri}")
     click.echo(f"subject map (private): {store.subject_map_path}")
 
@@ -48,19 +68,27 @@ def demo_command(path: Path, backend: str, runs: int, bootstraps: int) -> None:
     epilog="Example: mlruns-assets quickstart demo\n\n"
     "Exit codes: 0 every partition extracted, 1 a partition failed.",
 )
-@click.argument("path", type=click.Path(path_type=Path), default=Path("demo"))
+@click.argument("path", default="demo")
 @click.option(
     "--runs", type=click.IntRange(min=1), default=12, show_default=True, help="classification runs"
 )
 @click.pass_context
-def quickstart_command(ctx: click.Context, path: Path, runs: int) -> int:
-    """Write the demo store under PATH/store (once), extract it into PATH/results.duckdb with
-    its subject map, and print the command that opens the web UI on the same instance."""
+def quickstart_command(ctx: click.Context, path: str, runs: int) -> int:
+    """Write the demo store under PATH/store (the first time; a rerun reuses it), extract it
+    into PATH/results.duckdb with its subject map, and print the command that opens the web UI
+    on the same instance. Safe to rerun: the second time there is nothing left to extract."""
     from mlruns_assets.cli.extract import extract_command
 
-    root = path.resolve()
-    store = write_demo_store(root / "store", backend="sqlite", runs=runs)
-    click.echo(f"demo tracking store: {store.tracking_uri}")
+    root = demo_folder(path).resolve()
+    folder = root / "store"
+    if holds_a_store(folder) and (folder / SUBJECT_MAP).is_file():
+        store = DemoStore(
+            tracking_uri=tracking_uri_for(folder, "sqlite"), subject_map_path=folder / SUBJECT_MAP
+        )
+        click.echo(f"reusing the demo tracking store: {store.tracking_uri}")
+    else:
+        store = write_demo_store(folder, backend="sqlite", runs=runs)
+        click.echo(f"demo tracking store: {store.tracking_uri}")
     db = root / "results.duckdb"
     args = ["--tracking-uri", store.tracking_uri, "--db", str(db)]
     args += ["--subject-map", str(store.subject_map_path)]

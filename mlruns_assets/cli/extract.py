@@ -4,7 +4,6 @@ partition in this process, against the same persistent instance the web UI reads
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from mlruns_assets.cli.extract_plan import (
     plan_work,
 )
 from mlruns_assets.cli.options import settings_from, store_options
+from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.cli.progress_bar import ProgressBar
 from mlruns_assets.defs.partitions import (
     MAX_PARTITIONS_PER_RUN,
@@ -31,8 +31,6 @@ from mlruns_assets.defs.partitions import (
 )
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.defs.stall_sensor import fail_orphaned_runs
-from mlruns_assets.runtime.errors import UsageError
-from mlruns_assets.runtime.guardrails import LowDiskSpace, check_free_disk
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.interrupts import (
     EXIT_INTERRUPTED,
@@ -43,44 +41,9 @@ from mlruns_assets.runtime.interrupts import (
 from mlruns_assets.runtime.progress import PROGRESS_LOGGER
 from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.runtime.worker import worker_tags
-from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.source.discovery import with_kinds
 from mlruns_assets.warehouse.catalog import assets_for_kind
 from mlruns_assets.warehouse.identity import open_database_id
-
-
-def check_database_path(database: Path) -> None:
-    """The database's folder must exist or be creatable, and be writable."""
-    folder = database.resolve().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"database path {database} is not writable: {exc.strerror}") from exc
-    if (
-        database.is_dir()
-        or not os.access(folder, os.W_OK)
-        or (database.exists() and not os.access(database, os.W_OK))
-    ):
-        raise UsageError(f"database path {database} is not a writable file path")
-
-
-def preflight(
-    config: Settings, home: Path, *, dry_run: bool = False
-) -> tuple[TrackingStore, list[ExperimentRef]]:
-    """Checks before any work, each failing with a one-line ``UsageError``: the database path
-    is writable, the disks of the database and the Dagster home have the minimum free space
-    (not for a dry run, which writes nothing), and the tracking store exists and lists the
-    experiments."""
-    if not dry_run:
-        check_database_path(Path(config.database))
-        try:
-            check_free_disk([Path(config.database), home], int(config.min_free_disk_gb * 1e9))
-        except LowDiskSpace as exc:
-            raise UsageError(f"{exc} (--min-free-disk-gb)") from exc
-    try:
-        store = TrackingStore(config.tracking_uri)
-        return store, store.experiments(config.experiments or None)
-    except RuntimeError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def _execute(
@@ -149,6 +112,7 @@ def run_extract(
     database = Path(config.database)
     home = dagster_home or default_dagster_home(database)
     store, experiments = preflight(config, home, dry_run=dry_run)
+    config = with_kinds(config, store, experiments)  # configured, else from the runs' artifacts
     defs = build_definitions(config, experiments)
     summary = ExtractSummary()
     database_id = open_database_id(database, create=not dry_run)

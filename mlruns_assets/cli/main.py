@@ -8,6 +8,8 @@ check or lint finding failed, 2 bad arguments or configuration, 130 interrupted.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -78,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Dagster flags some APIs this project uses as beta (partitioned observable sources, a
     # sensor with several jobs): nothing a user of the command can act on.
     warnings.filterwarnings("ignore", message=r".* is currently in beta")
+    # One progress display: MLflow's own download bars and INFO lines would overwrite the bar.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,

@@ -14,7 +14,7 @@ from mlruns_assets.runtime.settings import Kind, Settings, parse_kinds
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _kind_pairs(
+def kind_pairs(
     _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 ) -> dict[str, Kind]:
     pairs: dict[str, str] = {}
@@ -54,7 +54,7 @@ def store_options(func: F) -> F:
             "kinds",
             multiple=True,
             metavar="NAME=KIND",
-            callback=_kind_pairs,
+            callback=kind_pairs,
             default=(),
             help="an experiment's kind: " + ", ".join(k.value for k in Kind) + " (repeatable; "
             "default: inferred from the experiment's runs and name)",

@@ -6,7 +6,9 @@ from mlruns_assets.warehouse.catalog import all_tables
 from mlruns_assets.warehouse.tables import markdown_reference
 
 
-@click.command("tables", epilog="Example: mlruns-assets tables > tables.md")
+@click.command(
+    "tables", epilog="Example: mlruns-assets tables > tables.md\n\nExit codes: 0 printed."
+)
 def tables_command() -> None:
     """Print every table this tool writes (columns, types, nullability) as Markdown."""
     click.echo(markdown_reference(all_tables()), nl=False)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from mlruns_assets.cli.options import settings_from, store_options
+from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.runtime.errors import UsageError
 from mlruns_assets.runtime.instance import default_dagster_home, prepare_dagster_home
 from mlruns_assets.runtime.settings import Settings
@@ -24,7 +25,13 @@ from mlruns_assets.runtime.settings import Settings
 )
 @store_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to serve on")
-@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=3000,
+    show_default=True,
+    help="port to serve on",
+)
 @click.option(
     "--stall-timeout-seconds",
     type=click.FloatRange(min=0, min_open=True),
@@ -49,9 +56,22 @@ def ui_command(host: str, port: int, dagster_home: Path | None, **options: Any) 
             f"--heartbeat-seconds ({settings.heartbeat_seconds:g}): a healthy step reports only "
             "that often"
         )
-    home = prepare_dagster_home(dagster_home or default_dagster_home(Path(settings.database)))
-    env = {**os.environ, **settings.to_env(), "DAGSTER_HOME": str(home)}
+    home = dagster_home or default_dagster_home(Path(settings.database))
+    # The checks extract makes, before serving: a bad store or experiment name is one line and
+    # exit 2 here, not a stack trace in the web server's log.
+    preflight(settings, home, dry_run=True)
+    home = prepare_dagster_home(home)
+    env = {
+        **os.environ,
+        **settings.to_env(),
+        "DAGSTER_HOME": str(home),
+        # `dagster dev` is what this command wraps; Dagster's advice to use `dg dev` instead
+        # is for scaffolded projects, not for a code location run from an installed package.
+        "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
+    }
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "mlruns_assets.definitions"]
     cmd += ["-h", host, "-p", str(port)]
     click.echo(f"DAGSTER_HOME={home}\n{' '.join(cmd)}", err=True)
-    return subprocess.call(cmd, env=env)
+    # From the instance's own folder: the dagster.yaml there is the one it uses (started from
+    # a folder holding another one, Dagster warns that it is ignored).
+    return subprocess.call(cmd, env=env, cwd=home)

@@ -15,6 +15,7 @@ from mlruns_assets.defs.sensors import build_discovery_sensor
 from mlruns_assets.defs.stall_sensor import build_stall_sensor
 from mlruns_assets.pipeline.checkpoint import settings_fingerprint
 from mlruns_assets.runtime.settings import Kind, Settings
+from mlruns_assets.source.discovery import with_kinds
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.transform.subjects import load_subject_map
 
@@ -28,8 +29,13 @@ def build_definitions(
     """Assets, jobs and sensors for the given experiments (default: the configured ones, listed
     from the tracking store once), and a demo traces asset per imputation experiment when demo
     subjects are configured."""
+    store = None
     if experiments is None:
-        experiments = TrackingStore(settings.tracking_uri).experiments(settings.experiments or None)
+        store = TrackingStore(settings.tracking_uri)
+        experiments = store.experiments(settings.experiments or None)
+    if any(e.name not in settings.kinds for e in experiments):
+        store = store or TrackingStore(settings.tracking_uri)
+        settings = with_kinds(settings, store, experiments)
     assets: list[dg.AssetsDefinition | dg.SourceAsset] = []  # bounded: a few per experiment
     jobs: list[object] = []  # bounded: two per experiment
     sensors: list[dg.SensorDefinition] = []  # bounded: one per experiment

@@ -297,7 +297,7 @@ class DemoWriter:
         path.mkdir(parents=True, exist_ok=True)
         if backend == "file":
             # MLflow >= 3.14 refuses file stores unless its own switch is on.
-            MLFLOW_ALLOW_FILE_STORE.set(True)  # type: ignore[no-untyped-call]
+            MLFLOW_ALLOW_FILE_STORE.set("true")  # type: ignore[no-untyped-call]
         uri = tracking_uri_for(path, backend)
         rng = np.random.default_rng(seed)
         pool = SubjectPool.draw(rng, n_test, imputation_subjects)

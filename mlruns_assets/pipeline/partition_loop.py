@@ -130,6 +130,11 @@ def extract_partitions(
             )
         except Exception as exc:  # any cause fails this partition only
             cause = f"{label}: {one_line(exc)}"
+            if isinstance(exc, FileNotFoundError) and str(exc).startswith("missing "):
+                cause += (
+                    f" (the experiment is extracted as {settings.kind.value}; if its runs carry "
+                    f"no such artifact, choose its kind: --kind '{experiment.name}=generic')"
+                )
             removed, why_not = _remove_old_rows(writer, slug, all_tables(), key)
             if removed:
                 cause += f"; its {removed} rows from an earlier extraction were removed"

@@ -7,6 +7,10 @@ class ExtractionError(RuntimeError):
     """A run cannot be extracted; the message is one line naming the artifact and the cause."""
 
 
+class TrackingStoreError(RuntimeError):
+    """The tracking store cannot be read as it is (one-line message for the user)."""
+
+
 class UsageError(RuntimeError):
     """Bad arguments or configuration: the command exits 2 with this one-line message."""
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mlflow.entities import ViewType
 
+from mlruns_assets.runtime.settings import Kind, Settings, infer_kind
+from mlruns_assets.source.artifacts import IMPUTATION_FOLDER, METRICS_FOLDER
 from mlruns_assets.source.tracking import (
     ExperimentRef,
     TrackingStore,
@@ -89,3 +93,56 @@ def plan_discovery(
     for run_id in gone:
         plan.excluded[run_id] = "no longer in the tracking store (garbage-collected)"
     return plan
+
+
+# How many finished runs of an experiment are looked at to tell its kind.
+KIND_SAMPLE_RUNS = 3
+KIND_ARTIFACTS = ((METRICS_FOLDER, Kind.CLASSIFICATION), (IMPUTATION_FOLDER, Kind.IMPUTATION))
+
+
+def kind_from_artifacts(store: TrackingStore, experiment: ExperimentRef) -> Kind | None:
+    """The kind a few finished runs show by what they carry: a ``metrics/metrics_*.pickle``
+    makes classification, an ``imputation/imputation_*.pickle`` imputation, other artifacts
+    generic. None when no finished run shows any artifact (none yet, or the artifact store out
+    of reach): an absent artifact root must not turn a classification experiment generic."""
+    runs = store.client.search_runs(
+        [experiment.experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        max_results=KIND_SAMPLE_RUNS,
+    )
+    carries_artifacts = False
+    for run in runs:
+        try:
+            with store.artifacts(run) as artifacts:
+                if not store.client.list_artifacts(run.info.run_id):
+                    continue
+                carries_artifacts = True
+                for folder, kind in KIND_ARTIFACTS:
+                    names = [p.rsplit("/", 1)[-1] for p, _ in artifacts.list(folder)]
+                    if any(n.startswith(f"{folder}_") and n.endswith(".pickle") for n in names):
+                        return kind
+        except Exception:  # an unreadable artifact store tells nothing about the kind
+            continue
+    return Kind.GENERIC if carries_artifacts else None
+
+
+def experiment_kinds(
+    store: TrackingStore, experiments: list[ExperimentRef], configured: Mapping[str, Kind]
+) -> dict[str, Kind]:
+    """Experiment name -> kind: configured (``--kind``), else from its runs' artifacts, else
+    (no finished run yet) from its name."""
+    kinds: dict[str, Kind] = {}  # bounded: one per experiment
+    for experiment in experiments:
+        kinds[experiment.name] = (
+            configured.get(experiment.name)
+            or kind_from_artifacts(store, experiment)
+            or infer_kind(experiment.name)
+        )
+    return kinds
+
+
+def with_kinds(
+    settings: Settings, store: TrackingStore, experiments: list[ExperimentRef]
+) -> Settings:
+    """The settings with every experiment's kind resolved (``experiment_kinds``)."""
+    return dataclasses.replace(settings, kinds=experiment_kinds(store, experiments, settings.kinds))

@@ -1,40 +1,46 @@
 """Reading an MLflow tracking store through MLflow's own client and artifact APIs.
 
-Nothing here writes to the tracking store. A tracking URI is a legacy ``mlruns`` folder, a
-``sqlite:///`` database or an ``http(s)://`` tracking server.
-"""
+Nothing here writes to the tracking store: every store is opened through
+``source.read_only_store`` (checks before MLflow sees it, a read-only engine or a private copy)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import tempfile
-import urllib.request
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.entities import Run, ViewType
-from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 from mlflow.tracking import MlflowClient
 
+if TYPE_CHECKING:
+    # SQLAlchemy, alembic and MLflow's SQL store cost ~1.5 s to import: only SQL stores do.
+    pass
+
+from mlruns_assets.runtime.errors import TrackingStoreError
 from mlruns_assets.runtime.settings import (
     SYNTHETIC_EXPERIMENT_PREFIX,
     SYNTHETIC_NAME_PREFIX,
     SYNTHETIC_TAG,
     SYNTHETIC_TAG_VALUES,
 )
+from mlruns_assets.source.read_only_store import (
+    StoreAccess,
+    is_file_store,
+    normalize_tracking_uri,
+    open_store,
+)
+from mlruns_assets.source.sqlite_copies import _SQLITE_COPIES
 
 _PAGE = 1000
-
-
-class TrackingStoreError(RuntimeError):
-    """The tracking store cannot be read (one-line message for the user)."""
 
 
 def slugify(name: str) -> str:
@@ -45,40 +51,6 @@ def slugify(name: str) -> str:
     if slug[0].isdigit():
         slug = f"e_{slug}"
     return slug
-
-
-def is_file_store(uri: str) -> bool:
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
-
-
-def normalize_tracking_uri(uri: str) -> str:
-    """Check that the store exists (MLflow would create an empty one) and enable file stores.
-
-    MLflow >= 3.14 refuses a file store unless ``MLFLOW_ALLOW_FILE_STORE=true``; we set it
-    for the user because reading legacy ``mlruns`` folders is the point of this tool.
-    """
-    parsed = urlparse(uri)
-    if is_file_store(uri):
-        path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri).expanduser()
-        if not path.is_dir():
-            raise TrackingStoreError(f"tracking store {uri} is not an existing mlruns folder")
-        # MLflow's own switch (it reads the environment when a store is opened).
-        MLFLOW_ALLOW_FILE_STORE.set(True)  # type: ignore[no-untyped-call]
-        return str(path.resolve())
-    if parsed.scheme == "sqlite":
-        db_path = Path(uri[len("sqlite:///") :])
-        if not db_path.is_file():
-            raise TrackingStoreError(f"tracking store {uri}: no such SQLite file {db_path}")
-        return uri
-    if parsed.scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as resp:
-                resp.read()
-        except OSError as exc:
-            raise TrackingStoreError(f"tracking server {uri} is unreachable: {exc}") from exc
-        return uri.rstrip("/")
-    raise TrackingStoreError(f"unsupported tracking URI {uri} (use a folder, sqlite:/// or http)")
 
 
 @dataclass
@@ -99,14 +71,36 @@ class MetricPoints:
 
 @dataclass(frozen=True)
 class ExperimentRef:
-    """An MLflow experiment as this project names it."""
+    """An MLflow experiment as this project names it: its slug is its asset-key prefix and its
+    DuckDB schema (``slugify(name)``, or with its id appended when another experiment of the
+    store, created earlier, has the same slug: see ``unique_slugs``)."""
 
     experiment_id: str
     name: str
+    slug: str = ""
 
-    @property
-    def slug(self) -> str:
-        return slugify(self.name)
+    def __post_init__(self) -> None:
+        if not self.slug:
+            object.__setattr__(self, "slug", slugify(self.name))
+
+
+def unique_slugs(experiments: Iterable[tuple[str, str, int]]) -> dict[str, str]:
+    """Experiment id -> slug for (id, name, creation time) of every experiment of a store: the
+    oldest experiment of a slug keeps it, later ones get ``<slug>_<id>``. Stable: adding an
+    experiment never changes the slug (so the schema and asset keys) of an existing one."""
+    by_slug: dict[str, list[tuple[int, str]]] = {}  # bounded: the store's experiments
+    for experiment_id, name, created in experiments:
+        by_slug.setdefault(slugify(name), []).append((created, experiment_id))
+    slugs: dict[str, str] = {}  # bounded: likewise
+    for slug, members in by_slug.items():
+        ordered = sorted(members, key=lambda m: (m[0], _numeric_id(m[1])))
+        for rank, (_, experiment_id) in enumerate(ordered):
+            slugs[experiment_id] = slug if rank == 0 else f"{slug}_{experiment_id}"
+    return slugs
+
+
+def _numeric_id(experiment_id: str) -> tuple[int, str]:
+    return (int(experiment_id), "") if experiment_id.isdigit() else (2**63, experiment_id)
 
 
 def exclusion_reason(
@@ -148,18 +142,42 @@ def run_version(run: Run) -> str:
 
 
 class TrackingStore:
-    """A read-only view of one tracking store."""
+    """A read-only view of one tracking store (see the module docstring for how).
+
+    ``access`` says how MLflow reads it ("read-only", "temporary copy", "server", "file
+    store") and ``access_detail`` why. ``close()`` (or leaving a ``with`` block, or the object
+    being collected, or the process exiting) releases a temporary copy."""
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = normalize_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        opened = open_store(self.tracking_uri)
+        self.client = opened.client
+        self.access: StoreAccess = opened.access
+        self.access_detail = opened.detail
+        self.copy = opened.copy
+        self._release = (
+            weakref.finalize(self, _SQLITE_COPIES.release, opened.copy) if opened.copy else None
+        )
+
+    def close(self) -> None:
+        """Release the temporary copy, if any (removed when no other store uses it)."""
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> TrackingStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def experiments(self, names: Iterable[str] | None = None) -> list[ExperimentRef]:
         """The named experiments (error for an unknown name), or every one that has runs."""
         try:
+            listed = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+            slugs = unique_slugs((e.experiment_id, e.name, e.creation_time or 0) for e in listed)
             found = {
-                e.name: ExperimentRef(e.experiment_id, e.name)
-                for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+                e.name: ExperimentRef(e.experiment_id, e.name, slugs[e.experiment_id])
+                for e in listed
             }
         except Exception as exc:
             raise TrackingStoreError(

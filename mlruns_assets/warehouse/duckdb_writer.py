@@ -93,6 +93,23 @@ def connect_with_retry(
         delay = min(delay * 2, RETRY_CAP_SECONDS)
 
 
+def database_file_problem(path: Path) -> str | None:
+    """Why an existing file is no DuckDB database this tool can open, or None. Read from its
+    header: DuckDB would otherwise try to download an extension to read e.g. a SQLite file."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(16)
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    if header[8:12] == b"DUCK":
+        return None
+    if header.startswith(b"SQLite format 3"):
+        return "a SQLite file, not a DuckDB database (MLflow's tracking store?)"
+    if not header:
+        return None if path.stat().st_size == 0 else "not a DuckDB database"
+    return "not a DuckDB database"
+
+
 def existing_tables(conn: duckdb.DuckDBPyConnection, schema_name: str) -> set[str]:
     """Names of the tables the schema holds (none when the schema does not exist)."""
     rows = conn.execute(

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import io
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from mlruns_assets.cli.main import main
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.settings import ENV_PREFIX, Kind, Settings
 from mlruns_assets.warehouse.catalog import asset_of_table, assets_for_kind
-from mlruns_assets_tests.support.webserver import graphql, running_webserver
+from mlruns_assets_tests.support.webserver import clean_environ, graphql, running_webserver
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +285,21 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
             assert statuses["failedPartitions"] == []
             assert statuses["unmaterializedPartitions"] == []
             assert statuses["materializingPartitions"] == []
+
+
+def test_dg_check_defs_loads_the_code_location(demo: DemoStore, tmp_path: Path) -> None:
+    """`dg check defs` (and so `dg dev`) loads the same code location as `dagster dev`."""
+    settings = Settings(tracking_uri=demo.tracking_uri, database=str(tmp_path / "r.duckdb"))
+    venv = Path(sys.executable).parent.parent
+    env = clean_environ(**settings.to_env(), VIRTUAL_ENV=str(venv))
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [str(venv / "bin" / "dg"), "check", "defs"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All definitions loaded successfully" in done.stdout + done.stderr

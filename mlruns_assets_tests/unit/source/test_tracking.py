@@ -7,12 +7,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mlruns_assets.source.tracking import (
-    TrackingStoreError,
-    exclusion_reason,
-    normalize_tracking_uri,
-    slugify,
-)
+from mlruns_assets.runtime.errors import TrackingStoreError
+from mlruns_assets.source.read_only_store import normalize_tracking_uri
+from mlruns_assets.source.tracking import exclusion_reason, slugify, unique_slugs
 
 
 @pytest.mark.parametrize(
@@ -67,3 +64,25 @@ def test_missing_stores_are_refused_not_created(tmp_path: Path) -> None:
     with pytest.raises(TrackingStoreError, match="no such SQLite file"):
         normalize_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_colliding_slugs_keep_the_oldest_plain_and_suffix_the_others() -> None:
+    slugs = unique_slugs(
+        [
+            ("7", "sklearn breast cancer", 300),
+            ("3", "sklearn-breast-cancer", 100),
+            ("12", "Sklearn_Breast_Cancer", 200),
+            ("4", "Classification", 50),
+        ]
+    )
+    assert slugs == {
+        "3": "sklearn_breast_cancer",
+        "12": "sklearn_breast_cancer_12",
+        "7": "sklearn_breast_cancer_7",
+        "4": "classification",
+    }
+    # A later experiment with the same slug changes none of the existing ones.
+    later = unique_slugs(
+        [("3", "sklearn-breast-cancer", 100), ("99", "sklearn breast cancer", 900)]
+    )
+    assert later == {"3": "sklearn_breast_cancer", "99": "sklearn_breast_cancer_99"}

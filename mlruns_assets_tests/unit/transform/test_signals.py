@@ -95,7 +95,8 @@ def test_unmapped_code_fails_naming_the_codes_key_path() -> None:
     with pytest.raises(ExtractionError) as raised:
         list(signal_tables(splits, "r1", (None, None), mapping, WHERE))
     assert str(raised.value) == (
-        f"1 subject code(s) in {WHERE} ({TEST_CODES}) are not in the subject map"
+        f"1 subject code(s) in {WHERE} ({TEST_CODES}) are not in the subject map (PLR1009); "
+        "add them with `mlruns-assets subject-map`"
     )
 
 
