@@ -21,7 +21,7 @@ from mlruns_assets.cli.extract_plan import (
     ExtractSummary,
     plan_work,
 )
-from mlruns_assets.cli.options import settings_from, store_options
+from mlruns_assets.cli.options import setting_option, settings_from, store_options
 from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.cli.progress_bar import ProgressBar
 from mlruns_assets.defs.partitions import (
@@ -163,13 +163,7 @@ def run_extract(
     "130 interrupted (rerun to resume).",
 )
 @store_options
-@click.option(
-    "--min-free-disk-gb",
-    type=click.FloatRange(min=0),
-    default=Settings.default("min_free_disk_gb"),
-    show_default=True,
-    help=Settings.help("min_free_disk_gb"),
-)
+@setting_option("min_free_disk_gb", "--min-free-disk-gb", type=click.FloatRange(min=0))
 @click.option("--full-refresh", is_flag=True, help="re-extract every partition, done or not")
 @click.option(
     "--dry-run", is_flag=True, help="list what would be extracted and why; change nothing"

@@ -29,7 +29,7 @@ def kind_pairs(
         raise click.BadParameter(str(exc)) from None
 
 
-def _setting(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
+def setting_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
     """An option whose default and help come from the settings model."""
     default = kwargs.pop("default", Settings.default(name))
     if default is not None:  # click >= 8.2 takes an explicit None as a given default
@@ -45,10 +45,10 @@ def _setting(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
 def store_options(func: F) -> F:
     """Where runs come from and where tables go, and how runs are extracted."""
     decorators = [
-        _setting("tracking_uri", "--tracking-uri", required=True, metavar="URI"),
-        _setting("database", "--db", "database", required=True, metavar="PATH"),
-        _setting("experiments", "--experiment", "experiments", multiple=True, metavar="NAME"),
-        _setting(
+        setting_option("tracking_uri", "--tracking-uri", required=True, metavar="URI"),
+        setting_option("database", "--db", "database", required=True, metavar="PATH"),
+        setting_option("experiments", "--experiment", "experiments", multiple=True, metavar="NAME"),
+        setting_option(
             "kinds",
             "--kind",
             "kinds",
@@ -59,11 +59,13 @@ def store_options(func: F) -> F:
             help="an experiment's kind: " + ", ".join(k.value for k in Kind) + " (repeatable; "
             "default: inferred from the experiment's runs and name)",
         ),
-        _setting("admit_failed_runs", "--admit-failed-runs", is_flag=True),
-        _setting("subject_map", "--subject-map", metavar="FILE"),
-        _setting("max_memory_gb", "--max-memory-gb", type=click.FloatRange(min=0, min_open=True)),
-        _setting("heartbeat_seconds", "--heartbeat-seconds", type=click.FloatRange(min=0)),
-        _setting(
+        setting_option("admit_failed_runs", "--admit-failed-runs", is_flag=True),
+        setting_option("subject_map", "--subject-map", metavar="FILE"),
+        setting_option(
+            "max_memory_gb", "--max-memory-gb", type=click.FloatRange(min=0, min_open=True)
+        ),
+        setting_option("heartbeat_seconds", "--heartbeat-seconds", type=click.FloatRange(min=0)),
+        setting_option(
             "hold_connection_seconds", "--hold-connection-seconds", type=click.FloatRange(min=0)
         ),
         click.option(

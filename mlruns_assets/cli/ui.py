@@ -10,11 +10,10 @@ from typing import Any
 
 import click
 
-from mlruns_assets.cli.options import settings_from, store_options
+from mlruns_assets.cli.options import setting_option, settings_from, store_options
 from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.runtime.errors import UsageError
 from mlruns_assets.runtime.instance import default_dagster_home, prepare_dagster_home
-from mlruns_assets.runtime.settings import Settings
 
 
 @click.command(
@@ -32,19 +31,13 @@ from mlruns_assets.runtime.settings import Settings
     show_default=True,
     help="port to serve on",
 )
-@click.option(
+@setting_option(
+    "stall_timeout_seconds",
     "--stall-timeout-seconds",
     type=click.FloatRange(min=0, min_open=True),
-    default=Settings.default("stall_timeout_seconds"),
-    show_default=True,
-    help=Settings.help("stall_timeout_seconds"),
 )
-@click.option(
-    "--stall-sensor-interval-seconds",
-    type=click.IntRange(min=1),
-    default=Settings.default("stall_sensor_interval_seconds"),
-    show_default=True,
-    help=Settings.help("stall_sensor_interval_seconds"),
+@setting_option(
+    "stall_sensor_interval_seconds", "--stall-sensor-interval-seconds", type=click.IntRange(min=1)
 )
 def ui_command(host: str, port: int, dagster_home: Path | None, **options: Any) -> int:
     """Start the Dagster web UI (and its daemon: sensors, backfills, the run queue) on the same
