@@ -96,6 +96,7 @@ def test_extract_from_a_tracking_server_downloads_and_cleans_up(
         str(tmp_path / "home"),
     )
     assert code == 0, output
+    assert "Downloading artifacts" not in output  # one progress display: MLflow's is silenced
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM classification.predictions").fetchone() == (60,)
     assert not [p for p in downloads.iterdir() if p.name.startswith("mlra-")]
