@@ -147,6 +147,7 @@ def run_extract(
                 )
             finally:
                 PROGRESS_LOGGER.removeHandler(bar)
+                bar.finish()
                 clear_stop_request()
     summary.seconds = time.monotonic() - started
     return summary
