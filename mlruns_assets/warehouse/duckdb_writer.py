@@ -176,7 +176,8 @@ def replace_partition(
     the partition then holds nothing, as the latest extraction says.
     """
     ensure_tables(conn, schema_name, list(tables))
-    stale = [s for s in clear if s not in tables and s.name in existing_tables(conn, schema_name)]
+    present = existing_tables(conn, schema_name) if clear else set()
+    stale = [s for s in clear if s not in tables and s.name in present]
     rows: dict[str, int] = {}
     conn.begin()
     try:
