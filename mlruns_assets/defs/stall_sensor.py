@@ -1,14 +1,20 @@
 """The stall sensor: fails extraction runs whose work loop has stopped reporting.
 
 Dagster emits no heartbeat of its own. The extraction step logs a ``[progress]`` line at every
-partition and at least every ``heartbeat_seconds`` between the reads inside one, from the work
-loop itself, so a hung loop (a blocked read, swapping, a deadlock) goes quiet. A STARTED run with
-no event for longer than the stall timeout is therefore hung: the sensor records the run as
-FAILED, with a message naming the partitions it had not committed and its last progress line,
-then interrupts its worker process as a cancel would and kills it if the interrupt did not stop
-it (a frozen process, or one blocked in the kernel, cannot act on it). FAILED, not CANCELED:
-failed partitions show as failed, so the UI's "backfill failed partitions" picks them up, and
-``run_retries`` (dagster.yaml) retries the run once.
+partition and at least every ``heartbeat_seconds`` between the reads inside one, and inside a
+read as its bytes arrive, from the work itself, so a hung loop (a blocked read, swapping, a
+deadlock) goes quiet. A STARTED run with no event for longer than the stall timeout is therefore
+hung: the sensor records the run as FAILED, with a message naming the partitions it had not
+committed, how many it had, and its last progress line, then interrupts its worker process as a
+cancel would and kills it if the interrupt did not stop it (a frozen process, or one blocked in
+the kernel, cannot act on it). FAILED, not CANCELED: failed partitions show as failed, so the
+UI's "backfill failed partitions" picks them up, and ``run_retries`` (dagster.yaml) retries the
+run once.
+
+Every run that executes an extraction step is watched, however it was launched: the extraction
+jobs (``extract``, the discovery sensor) and Dagster's implicit asset job (``__ASSET_JOB``: the
+asset page's "Materialize" and partition backfills). A run is recognised by its job name or by
+the steps its execution plan executes (``<slug>_extraction``), never by its job name alone.
 
 The decisions are plain functions (``find_stalled_runs``, ``pending_partitions``,
 ``stall_message``); the Dagster side only gathers run records and acts on them.
@@ -22,6 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import dagster as dg
 import psutil
@@ -44,6 +51,38 @@ _SHOWN_KEYS = 5
 
 
 # --------------------------------------------------------------------------- plain decisions
+@dataclass(frozen=True)
+class ExtractionTarget:
+    """What marks a run as extracting one experiment: its job's name, or its step's key (the
+    extraction multi-asset's op, ``<slug>_extraction``, which job ``<slug>_extraction_job``
+    runs: ``defs.assets``), and the experiment's partitions (``<slug>_runs``)."""
+
+    job_name: str
+    step_key: str
+    partitions_def_name: str
+
+
+def extraction_targets(partitions_by_job: Mapping[str, str]) -> list[ExtractionTarget]:
+    """The targets of the extraction jobs: job name -> partitions definition name."""
+    return [
+        ExtractionTarget(job, job.removesuffix("_job"), partitions)
+        for job, partitions in partitions_by_job.items()
+    ]
+
+
+def run_target(
+    job_name: str, step_keys: Callable[[], Iterable[str]], targets: Sequence[ExtractionTarget]
+) -> ExtractionTarget | None:
+    """The target a run extracts: by its job's name, else by the steps it executes (asked
+    for only then: ``step_keys`` reads the run's execution plan); None when it extracts
+    nothing (an observation, a removal, the demo traces)."""
+    for target in targets:
+        if target.job_name == job_name:
+            return target
+    by_step = {t.step_key: t for t in targets}
+    return next((by_step[k] for k in step_keys() if k in by_step), None)
+
+
 @dataclass(frozen=True)
 class WatchedRun:
     """A STARTED run and the time (Unix seconds) of its newest event."""
@@ -92,8 +131,14 @@ def stall_message(
     timeout_seconds: float,
     pending: Sequence[str],
     last_progress: str | None,
+    *,
+    committed: int | None = None,
+    total: int | None = None,
+    progress_age_seconds: float | None = None,
 ) -> str:
-    """One line for the run's failure: how long it was silent, where, and what it last said."""
+    """One line for the run's failure: how long it was silent, where, how many partitions it
+    had committed (from its materializations: the counts inside a progress line date from that
+    line, and "done" lines reach the run log rate-limited), and what it last said, and when."""
     if pending:
         where = f"stalled in partition {pending[0]}"
         rest = pending[1:_SHOWN_KEYS]
@@ -102,10 +147,12 @@ def stall_message(
             where += f" (not reached: {', '.join(rest)}" + (f" and {more} more)" if more else ")")
     else:
         where = "stalled"
-    return (
-        f"{where}: no event for {idle_seconds:.0f} s (stall timeout {timeout_seconds:g} s); "
-        f"last progress: {last_progress or 'none yet'}"
-    )
+    text = f"{where}: no event for {idle_seconds:.0f} s (stall timeout {timeout_seconds:g} s)"
+    if committed is not None:
+        of = f" of {total}" if total else ""
+        text += f"; committed {committed}{of} partitions"
+    when = f" ({progress_age_seconds:.0f} s earlier)" if progress_age_seconds is not None else ""
+    return f"{text}; last progress{when}: {last_progress or 'none yet'}"
 
 
 def run_workers(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[WorkerProcess]:
@@ -168,12 +215,13 @@ def last_event_time(instance: dg.DagsterInstance, record: dg.RunRecord) -> float
     return record.start_time or record.create_timestamp.timestamp()
 
 
-def last_progress_line(instance: dg.DagsterInstance, run_id: str) -> str | None:
+def last_progress_line(instance: dg.DagsterInstance, run_id: str) -> tuple[str, float] | None:
+    """The run's newest progress line and its time (Unix seconds)."""
     newest = instance.get_records_for_run(run_id, limit=_PROGRESS_LOOKBACK, ascending=False)
     for record in newest.records:
         message = record.event_log_entry.user_message or ""
         if message.startswith(PROGRESS_PREFIX):
-            return message
+            return message, record.event_log_entry.timestamp
     return None
 
 
@@ -190,11 +238,43 @@ def committed_partitions(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 
 
 def started_runs(instance: dg.DagsterInstance, job_names: Iterable[str]) -> list[dg.RunRecord]:
+    """The STARTED runs of the given jobs (``fail_orphaned_runs``: runs ``extract`` made)."""
     names = set(job_names)
     records = instance.get_run_records(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
     )
     return [r for r in records if r.dagster_run.job_name in names]
+
+
+def run_step_keys(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """The steps the run executes: its own subset, else its execution plan's (the plan of an
+    asset job run holds only the selected assets' steps)."""
+    if run.step_keys_to_execute:
+        return list(run.step_keys_to_execute)
+    if run.execution_plan_snapshot_id is None:
+        return []
+    try:
+        plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    except Exception:  # a run without a readable plan must not blind the sensor to the others
+        return []
+    return list(plan.step_keys_to_execute) or [step.key for step in plan.steps]
+
+
+def extraction_runs(
+    instance: dg.DagsterInstance, targets: Sequence[ExtractionTarget]
+) -> list[tuple[dg.RunRecord, ExtractionTarget]]:
+    """Every STARTED run that executes an extraction step, with what it extracts, however it
+    was launched (an extraction job, or ``__ASSET_JOB`` from the asset page or a backfill)."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+    )
+    found: list[tuple[dg.RunRecord, ExtractionTarget]] = []  # bounded: the STARTED runs
+    for record in records:
+        run = record.dagster_run
+        target = run_target(run.job_name, partial(run_step_keys, instance, run), targets)
+        if target is not None:
+            found.append((record, target))
+    return found
 
 
 def describe_stall(
@@ -203,12 +283,23 @@ def describe_stall(
     stalled: StalledRun,
     timeout_seconds: float,
     partitions_def_name: str | None,
+    *,
+    now: float | None = None,
 ) -> str:
     ordered = instance.get_dynamic_partitions(partitions_def_name) if partitions_def_name else []
     keys = run_partition_keys(run.tags, ordered)
-    pending = pending_partitions(keys, committed_partitions(instance, run.run_id))
+    committed = committed_partitions(instance, run.run_id)
+    pending = pending_partitions(keys, committed)
+    progress = last_progress_line(instance, run.run_id)
+    at = time.time() if now is None else now
     return stall_message(
-        stalled.idle_seconds, timeout_seconds, pending, last_progress_line(instance, run.run_id)
+        stalled.idle_seconds,
+        timeout_seconds,
+        pending,
+        progress[0] if progress else None,
+        committed=len(committed & set(keys)) if keys else len(committed),
+        total=len(keys) or None,
+        progress_age_seconds=at - progress[1] if progress else None,
     )
 
 
@@ -221,8 +312,10 @@ def fail_stalled_runs(
     grace_seconds: float = KILL_GRACE_SECONDS,
     log: Callable[[str], object] = lambda _: None,
 ) -> list[str]:
-    """Fail, interrupt and if need be kill every stalled STARTED run of the given jobs. Returns
-    one line per run acted on (or deliberately left alone).
+    """Fail, interrupt and if need be kill every stalled STARTED run that extracts one of the
+    experiments of ``partitions_by_job`` (extraction job name -> partitions definition name),
+    whatever its job (``extraction_runs``). Returns one line per run acted on (or deliberately
+    left alone).
 
     The run is recorded as FAILED first, then its worker is interrupted (SIGINT, as a cancel
     would): a worker that sees its run already failed only logs that, so the failure message
@@ -230,15 +323,20 @@ def fail_stalled_runs(
     after ``grace_seconds`` are killed. A run executed in process by another command
     (``extract``) is never interrupted from here: it is failed only once its process is gone.
     """
-    records = {r.dagster_run.run_id: r for r in started_runs(instance, partitions_by_job)}
-    watched = [WatchedRun(run_id, last_event_time(instance, r)) for run_id, r in records.items()]
-    stalled = find_stalled_runs(watched, time.time() if now is None else now, timeout_seconds)
+    targets = extraction_targets(partitions_by_job)
+    records = {r.dagster_run.run_id: (r, t) for r, t in extraction_runs(instance, targets)}
+    watched = [
+        WatchedRun(run_id, last_event_time(instance, r)) for run_id, (r, _) in records.items()
+    ]
+    at = time.time() if now is None else now
+    stalled = find_stalled_runs(watched, at, timeout_seconds)
     outcomes: list[str] = []  # bounded: one line per stalled run
     interrupted: list[tuple[dg.DagsterRun, str, list[psutil.Process]]] = []  # bounded: likewise
     for stall in stalled:
-        run = records[stall.run_id].dagster_run
+        record, target = records[stall.run_id]
+        run = record.dagster_run
         message = describe_stall(
-            instance, run, stall, timeout_seconds, partitions_by_job.get(run.job_name)
+            instance, run, stall, timeout_seconds, target.partitions_def_name, now=at
         )
         live = (live_process(w) for w in run_workers(instance, run))
         procs = list({p.pid: p for p in live if p is not None}.values())  # tag and event agree
@@ -304,7 +402,8 @@ def build_stall_sensor(
     minimum_interval_seconds: int,
     grace_seconds: float = KILL_GRACE_SECONDS,
 ) -> dg.SensorDefinition:
-    """One sensor per code location, watching the STARTED runs of its extraction jobs."""
+    """One sensor per code location, watching every STARTED run that executes one of its
+    extraction steps, whatever its job (``fail_stalled_runs``)."""
     jobs = dict(partitions_by_job)
 
     @dg.sensor(

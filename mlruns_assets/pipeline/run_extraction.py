@@ -8,7 +8,7 @@ handed to the warehouse, which commits them together. A table may be handed over
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 from mlflow.entities import Run
 
 from mlruns_assets.runtime.guardrails import MemoryGuard
+from mlruns_assets.runtime.progress import Heartbeat as Heartbeat  # re-exported (resources)
 from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.source.artifacts import load_imputation_artifact, load_metrics_artifact
 from mlruns_assets.source.tracking import TrackingStore
@@ -26,9 +27,6 @@ from mlruns_assets.warehouse.signals_schema import PREPROCESSED_SIGNALS
 from mlruns_assets.warehouse.stratos_schema import ESSENTIAL_METRICS
 from mlruns_assets.warehouse.tables import METRIC_HISTORY, RUNS, TableData, TableSpec
 
-# Reports what the loop is doing between reads (progress the stall sensor sees).
-Heartbeat = Callable[[str], None]
-
 
 @dataclass(frozen=True)
 class ExtractionSettings:
@@ -37,6 +35,7 @@ class ExtractionSettings:
     kind: Kind = Kind.GENERIC
     subject_map: dict[str, str] | None = None
     memory: MemoryGuard = field(default_factory=lambda: MemoryGuard(None))
+    # Reports what the loop is doing, reads included (progress the stall sensor sees).
     heartbeat: Heartbeat | None = None
 
 
@@ -82,9 +81,9 @@ def extract_run(store: TrackingStore, run: Run, settings: ExtractionSettings) ->
     """
     run_id = run.info.run_id
 
-    def beat(what: str) -> None:
+    def beat(what: str, *, at_once: bool = False) -> None:
         if settings.heartbeat is not None:
-            settings.heartbeat(f"run {run_id}: {what}")
+            settings.heartbeat(f"run {run_id}: {what}", at_once=at_once)
 
     now = dt.datetime.now(tz=dt.UTC)
     metrics: Any = None

@@ -35,6 +35,7 @@ from typing import IO, Any, NoReturn
 import numpy as np
 
 from mlruns_assets.runtime.errors import one_line
+from mlruns_assets.runtime.progress import ProgressReader
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -191,7 +192,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves globals only from :data:`ALLOWED_GLOBALS`."""
 
-    def __init__(self, file: IO[bytes], display_name: str) -> None:
+    def __init__(self, file: IO[bytes] | ProgressReader, display_name: str) -> None:
         super().__init__(file)
         self.display_name = display_name
 
@@ -204,7 +205,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
-def _load(handle: IO[bytes], name: str) -> object:
+def _load(handle: IO[bytes] | ProgressReader, name: str) -> object:
     """Run the restricted unpickler, turning every failure into a one-line error."""
     try:
         result = RestrictedUnpickler(handle, name).load()
@@ -236,20 +237,27 @@ def _load(handle: IO[bytes], name: str) -> object:
 
 
 def load_untrusted_pickle(
-    path: str | os.PathLike[str], *, display_name: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    display_name: str | None = None,
+    on_read: Callable[[int], None] | None = None,
 ) -> object:
     """Unpickle an untrusted artifact, refusing anything that could run code.
 
     ``display_name`` (e.g. the artifact path inside the MLflow run) replaces the local
     path in error messages.  Raises :class:`UnsafeArtifactError` for a refused global
     (``refused to unpickle <module>.<name> in <artifact>``) and :class:`ArtifactError`
-    for a missing, unreadable, truncated or corrupt file.
+    for a missing, unreadable, truncated or corrupt file.  ``on_read(bytes_so_far)`` is
+    called as the read goes on (``runtime.progress.ProgressReader``: at most every second,
+    only while bytes arrive); it sees the bytes, never the objects.
     """
     name = display_name if display_name is not None else os.fspath(path)
     try:
         # Buffered reader: the unpickler pulls frames from it, the file is never read whole.
         with open(path, "rb") as handle:
-            return _load(handle, name)
+            if on_read is None:
+                return _load(handle, name)
+            return _load(ProgressReader(handle, on_read), name)
     except FileNotFoundError:  # only open() can raise OSError here; _load converts its own
         raise ArtifactError(f"missing artifact {name}") from None
     except OSError as exc:
