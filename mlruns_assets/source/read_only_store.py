@@ -93,6 +93,11 @@ def normalize_tracking_uri(uri: str) -> str:
         MLFLOW_ALLOW_FILE_STORE.set("true")  # type: ignore[no-untyped-call]
         return str(path.resolve())
     if parsed.scheme == "sqlite":
+        if not uri.startswith("sqlite:///"):  # sqlite://x.db: SQLAlchemy reads a host "x.db"
+            raise TrackingStoreError(
+                f"tracking store {uri}: a SQLite URI has three slashes before a relative path "
+                "(sqlite:///mlflow.db) and four before an absolute one (sqlite:////data/mlflow.db)"
+            )
         db_path = Path(uri[len("sqlite:///") :])
         if not db_path.is_file():
             raise TrackingStoreError(f"tracking store {uri}: no such SQLite file {db_path}")

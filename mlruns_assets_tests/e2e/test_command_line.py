@@ -4,6 +4,9 @@ the thing and the cause, exit 2, no traceback; help that teaches; the subject-ma
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import pytest
 from mlruns_assets.cli.main import cli
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets_tests.support.cli import run_cli
+from mlruns_assets_tests.support.processes import free_port, stop_process_group
+from mlruns_assets_tests.support.webserver import clean_environ
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,7 @@ BAD: list[tuple[str, str]] = [
     ("extract --tracking-uri {empty} --db {root}/r.duckdb", "{empty}"),
     ("extract --tracking-uri {not_a_store} --db {root}/r.duckdb", "{not_a_store}"),
     ("extract --tracking-uri sqlite:///{root}/nope.db --db {root}/r.duckdb", "nope.db"),
+    ("extract --tracking-uri sqlite://nope.db --db {root}/r.duckdb", "sqlite://nope.db: a SQLite"),
     ("extract --tracking-uri ftp://x --db {root}/r.duckdb", "ftp://x"),
     ("extract --tracking-uri {uri} --db /proc/r.duckdb", "/proc"),
     ("extract --tracking-uri {uri} --db {passwd}/r.duckdb", "{passwd} is a file, not a folder"),
@@ -209,3 +215,36 @@ def test_quickstart_twice(tmp_path: Path) -> None:
     assert code == 0, output
     assert "reusing the demo tracking store" in output
     assert "materialized 0, skipped" in output
+
+
+def test_ui_starts_without_superseded_command_or_ignored_instance_warnings(
+    demo: DemoStore, tmp_path: Path
+) -> None:
+    """`mlruns-assets ui` started from the project folder (whose dagster.yaml is only the
+    template) serves without Dagster's `dg dev` advice or its ignored-dagster.yaml warning."""
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "ui.log"
+    cmd = [sys.executable, "-m", "mlruns_assets.cli", "ui", "--tracking-uri", demo.tracking_uri]
+    cmd += ["--db", str(tmp_path / "r.duckdb"), "--port", str(port)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=clean_environ(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Serving dagster-webserver" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        time.sleep(3)  # the daemon's first lines
+    finally:
+        stop_process_group(proc)
+    output = log.read_text()
+    assert "Serving dagster-webserver" in output, output
+    assert "SupersessionWarning" not in output and "dg dev" not in output, output
+    assert "Found a dagster instance configuration value" not in output, output
