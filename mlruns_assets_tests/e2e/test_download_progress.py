@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -29,37 +27,16 @@ from mlruns_assets.runtime.progress import PROGRESS_PREFIX, ExtractionProgress
 from mlruns_assets.source.artifacts import load_metrics_artifact
 from mlruns_assets.source.tracking import TrackingStore
 from mlruns_assets_tests.support.cli import run_cli
-from mlruns_assets_tests.support.processes import free_port, stop_process_group
+from mlruns_assets_tests.support.mlflow_server import running_mlflow_server
+from mlruns_assets_tests.support.processes import free_port
 
 PIECES = 30
 PIECE_SECONDS = 0.15  # 30 pieces: the download takes about 4.5 s
 
 
-@contextlib.contextmanager
-def tracking_server(tmp_path: Path) -> Iterator[str]:
+def tracking_server(tmp_path: Path) -> contextlib.AbstractContextManager[str]:
     """``mlflow server`` with proxied artifacts: runs get ``mlflow-artifacts:`` URIs."""
-    port = free_port()
-    artifacts = str(tmp_path / "server-artifacts")
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-           "--artifacts-destination", artifacts, "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mlflow server did not start") from None
-                time.sleep(0.5)
-        yield uri
-    finally:
-        stop_process_group(proc)
+    return running_mlflow_server(tmp_path)
 
 
 @contextlib.contextmanager

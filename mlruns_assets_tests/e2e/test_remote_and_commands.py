@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,48 +15,14 @@ from mlruns_assets.demo.store import log_classification_run
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets.warehouse.validation import check_database
 from mlruns_assets_tests.support.cli import Extracted, run_cli
-from mlruns_assets_tests.support.processes import free_port, stop_process_group
+from mlruns_assets_tests.support.mlflow_server import running_mlflow_server
 
 
 @pytest.fixture()
 def tracking_server(tmp_path: Path) -> Iterator[str]:
     """``mlflow server`` with proxied artifacts: runs get ``mlflow-artifacts:`` URIs."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path}/server.db",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mlflow server did not start") from None
-                time.sleep(0.5)
+    with running_mlflow_server(tmp_path) as uri:
         yield uri
-    finally:
-        stop_process_group(proc)
 
 
 def test_extract_from_a_tracking_server_downloads_and_cleans_up(
