@@ -4,6 +4,7 @@ files and a persistent Dagster instance, driven through the command."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from mlflow.tracking import MlflowClient
@@ -280,3 +282,61 @@ def test_ui_shows_partitions_stale_after_a_source_or_settings_change(
         any("code version" in c["reason"] for c in causes)
         for causes in node["staleCausesByPartition"]
     )
+
+
+RUN_A_RANGE = """
+import sys
+from pathlib import Path
+from mlruns_assets.defs.partitions import range_tags
+from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.settings import Settings
+
+keys = sys.argv[2:]
+defs = build_definitions(Settings.from_env())
+with open_instance(Path(sys.argv[1])) as instance:
+    instance.add_dynamic_partitions("classification_runs", keys)
+    job = defs.resolve_job_def("classification_extraction_job")
+    job.execute_in_process(instance=instance, tags=range_tags(keys), raise_on_error=False)
+"""
+
+
+def test_an_interrupted_dagster_run_keeps_what_it_committed(tmp_path: Path) -> None:
+    """A Dagster run worker interrupted the way the UI's terminate does (SIGINT) in the middle
+    of a range: the partitions that committed stay materialized with their rows, the one in
+    flight has neither."""
+    store = write_demo_store(tmp_path / "store", runs=3, bootstraps=20, n_test=30)
+    hung = store.good_run_ids[-1]
+    (artifact,) = (tmp_path / "store" / "artifacts").glob(
+        f"*/{hung}/artifacts/metrics/metrics_*.pickle"
+    )
+    artifact.unlink()
+    os.mkfifo(artifact)  # nobody writes: the last partition's read blocks
+    database, home = tmp_path / "r.duckdb", tmp_path / "home"
+    settings = Settings(store.tracking_uri, str(database), experiments=("Classification",))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_A_RANGE, str(home), *store.good_run_ids],
+        env=clean_environ(**settings.to_env()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    stratos = dg.AssetKey(["classification", "stratos"])
+    committed = set(store.good_run_ids[:-1])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        with open_instance(home) as instance:
+            if instance.get_materialized_partitions(stratos) >= committed:
+                break
+        time.sleep(0.5)
+    time.sleep(1)  # the worker is now blocked in the last partition's read
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    with open_instance(home) as instance:
+        assert instance.get_materialized_partitions(stratos) == committed, output
+        (run,) = instance.get_runs(limit=1)
+        assert run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+    rows = rows_by_table(database)
+    assert set(rows["classification.runs"]) == committed
+    assert set(rows["classification.predictions"]) == committed
