@@ -136,9 +136,12 @@ def check_file_store(folder: Path) -> None:
             for entry in entries:
                 if entry.is_dir() and _is_experiment_meta(Path(entry.path) / "meta.yaml"):
                     return
+    hint = ""
+    if (folder / "mlflow.db").is_file():  # a SQLite store's folder given for the store itself
+        hint = f"; for the SQLite store in it use sqlite:///{(folder / 'mlflow.db').resolve()}"
     raise TrackingStoreError(
         f"tracking store {folder} is not an MLflow tracking store (no experiment folder with "
-        "a meta.yaml, such as 0/meta.yaml)"
+        f"a meta.yaml, such as 0/meta.yaml){hint}"
     )
 
 

@@ -55,6 +55,10 @@ BAD: list[tuple[str, str]] = [
     ("extract --tracking-uri sqlite:///{root}/nope.db --db {root}/r.duckdb", "nope.db"),
     ("extract --tracking-uri sqlite://nope.db --db {root}/r.duckdb", "sqlite://nope.db: a SQLite"),
     ("extract --tracking-uri ftp://x --db {root}/r.duckdb", "ftp://x"),
+    (
+        "extract --tracking-uri {store} --db {root}/r.duckdb",
+        "for the SQLite store in it use sqlite:///",
+    ),
     ("extract --tracking-uri {uri} --db /proc/r.duckdb", "/proc"),
     ("extract --tracking-uri {uri} --db {passwd}/r.duckdb", "{passwd} is a file, not a folder"),
     ("extract --tracking-uri {uri} --db {root}", "is a folder"),
