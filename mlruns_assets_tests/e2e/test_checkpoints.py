@@ -323,16 +323,21 @@ def test_an_interrupted_dagster_run_keeps_what_it_committed(tmp_path: Path) -> N
     )
     stratos = dg.AssetKey(["classification", "stratos"])
     committed = set(store.good_run_ids[:-1])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[0]
-        with open_instance(home) as instance:
-            if instance.get_materialized_partitions(stratos) >= committed:
-                break
-        time.sleep(0.5)
-    time.sleep(1)  # the worker is now blocked in the last partition's read
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            with open_instance(home) as instance:
+                if instance.get_materialized_partitions(stratos) >= committed:
+                    break
+            time.sleep(0.5)
+        time.sleep(1)  # the worker is now blocked in the last partition's read
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:  # never leave the worker blocked on the FIFO
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
     with open_instance(home) as instance:
         assert instance.get_materialized_partitions(stratos) == committed, output
         (run,) = instance.get_runs(limit=1)
