@@ -19,7 +19,6 @@ from mlruns_assets.defs.removal import removal_job_name, removal_run_config
 from mlruns_assets.pipeline.checkpoint import (
     ROWS_GONE,
     RUN_CHANGED,
-    PartitionState,
     State,
     settings_fingerprint,
 )
@@ -77,7 +76,6 @@ class ExperimentWork:
     experiment: ExperimentRef
     kind: Kind
     ranges: list[list[str]]
-    states: list[PartitionState]
 
 
 def _committed_runs(
@@ -146,7 +144,7 @@ def plan_work(
             changed = [s.key for s in states if s.reason == RUN_CHANGED]
             report_changed_versions(instance, experiment, {k: plan.versions[k] for k in changed})
         ranges = contiguous_ranges(ordered, set(todo), chunk)
-        work.append(ExperimentWork(experiment, kind, ranges, states))
+        work.append(ExperimentWork(experiment, kind, ranges))
     return work
 
 
