@@ -21,11 +21,15 @@ from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtract
 from mlruns_assets.runtime.errors import ExtractionError, one_line
 from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss, reset_peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
-from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.source.tracking import ExperimentRef, MetricPoints, TrackingStore
 from mlruns_assets.warehouse.catalog import all_tables, tables_for_kind
 from mlruns_assets.warehouse.duckdb_writer import PartitionWriter, delete_partitions
 from mlruns_assets.warehouse.tables import TableSpec
-from mlruns_assets.warehouse.validation import ERROR, run_checks
+from mlruns_assets.warehouse.validation import ERROR, run_checks, run_failures_sql
+
+# Runs whose metric histories are read in one query: few enough that a window of long
+# histories stays small, many enough that the per-query cost is shared.
+HISTORY_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,12 @@ PartitionOutcome = PartitionCommitted | PartitionFailed
 def reject_invalid_run(
     schema: str, specs: list[TableSpec], run_id: str, conn: duckdb.DuckDBPyConnection
 ) -> None:
-    """Raise (and so roll back) when the run's freshly inserted rows fail an ERROR check."""
+    """Raise (and so roll back) when the run's freshly inserted rows fail an ERROR check: one
+    query, then the detailed checks only to name what failed."""
+    sql = run_failures_sql(schema, specs)
+    found = conn.execute(sql, {"run_id": run_id}).fetchone() if sql else None
+    if not found or not found[0]:
+        return
     outcomes = run_checks(conn, schema, specs, run_id)
     failed = [o for o in outcomes if not o.passed and o.severity == ERROR]
     if failed:
@@ -81,6 +90,20 @@ def _remove_old_rows(
         return writer.with_connection(remove), ""
     except Exception as exc:  # the partition has failed already: say why its old rows stayed
         return 0, f"; its old rows could not be removed: {one_line(exc)}"
+
+
+def _bulk_histories(
+    store: TrackingStore, runs: list[Run], progress: ExtractionProgress
+) -> dict[str, MetricPoints] | None:
+    """The runs' metric histories in one read, or None (each run then reads its own; so does
+    every run when the bulk read fails, which then fails only the partitions it concerns)."""
+    if not runs:
+        return None
+    progress.heartbeat(f"reading the metric history of {len(runs)} runs")
+    try:
+        return store.metric_histories(runs)
+    except Exception:  # the per-run read names the run and the cause
+        return None
 
 
 def extract_partitions(
@@ -108,9 +131,13 @@ def extract_partitions(
     # A run extracted before under another kind loses its rows in that kind's tables.
     other_kinds = [t for t in all_tables() if t not in specs]
     runs = store.runs_by_id(experiment.experiment_id, list(keys))
-    for key in keys:
+    histories: dict[str, MetricPoints] | None = None
+    for position, key in enumerate(keys):
         if should_stop():
             return
+        if position % HISTORY_WINDOW == 0:  # the next few runs' histories in one query
+            window = [runs[k] for k in keys[position : position + HISTORY_WINDOW] if k in runs]
+            histories = _bulk_histories(store, window, progress)
         started = time.monotonic()
         reset_peak_rss()
         run = runs.get(key)
@@ -118,7 +145,8 @@ def extract_partitions(
         try:
             if run is None:
                 raise LookupError(f"not found in experiment {experiment.name!r}")
-            extracted = extract_run(store, run, settings)
+            history = histories.pop(key, None) if histories is not None else None
+            extracted = extract_run(store, run, settings, history)
             progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
             rows = writer.commit(
                 slug,
