@@ -31,6 +31,7 @@ from mlruns_assets.defs.partitions import (
 )
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.defs.stall_sensor import fail_orphaned_runs
+from mlruns_assets.pipeline.extraction_pool import shutdown_shared_pool, start_shared_pool
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.interrupts import (
     EXIT_INTERRUPTED,
@@ -39,7 +40,7 @@ from mlruns_assets.runtime.interrupts import (
     stop_requested,
 )
 from mlruns_assets.runtime.progress import PROGRESS_LOGGER
-from mlruns_assets.runtime.settings import Settings
+from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.runtime.worker import worker_tags
 from mlruns_assets.source.discovery import with_kinds
 from mlruns_assets.warehouse.catalog import assets_for_kind
@@ -137,6 +138,10 @@ def run_extract(
         )
         if not dry_run:
             total = sum(len(r) for item in work for r in item.ranges)
+            pooled = sum(
+                len(r) for item in work if item.kind != Kind.IMPUTATION for r in item.ranges
+            )
+            start_shared_pool(store, config.workers, pooled)
             tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
             bar = ProgressBar(total, write, tty=tty)
             PROGRESS_LOGGER.addHandler(bar)
@@ -146,6 +151,7 @@ def run_extract(
                     partial(_execute, work, defs, instance, summary, bar), write
                 )
             finally:
+                shutdown_shared_pool()  # the workers served every step of this command
                 PROGRESS_LOGGER.removeHandler(bar)
                 bar.finish()
                 clear_stop_request()

@@ -17,19 +17,16 @@ from pathlib import Path
 import duckdb
 from mlflow.entities import Run
 
-from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction, extract_run
+from mlruns_assets.pipeline.extraction_pool import ExtractionPool, extracted_in_order
+from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction
 from mlruns_assets.runtime.errors import ExtractionError, one_line
-from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss, reset_peak_rss
+from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
-from mlruns_assets.source.tracking import ExperimentRef, MetricPoints, TrackingStore
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse.catalog import all_tables, tables_for_kind
 from mlruns_assets.warehouse.duckdb_writer import PartitionWriter, delete_partitions
 from mlruns_assets.warehouse.tables import TableSpec
 from mlruns_assets.warehouse.validation import ERROR, run_checks, run_failures_sql
-
-# Runs whose metric histories are read in one query: few enough that a window of long
-# histories stays small, many enough that the per-query cost is shared.
-HISTORY_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -92,20 +89,6 @@ def _remove_old_rows(
         return 0, f"; its old rows could not be removed: {one_line(exc)}"
 
 
-def _bulk_histories(
-    store: TrackingStore, runs: list[Run], progress: ExtractionProgress
-) -> dict[str, MetricPoints] | None:
-    """The runs' metric histories in one read, or None (each run then reads its own; so does
-    every run when the bulk read fails, which then fails only the partitions it concerns)."""
-    if not runs:
-        return None
-    progress.heartbeat(f"reading the metric history of {len(runs)} runs")
-    try:
-        return store.metric_histories(runs)
-    except Exception:  # the per-run read names the run and the cause
-        return None
-
-
 def extract_partitions(
     store: TrackingStore,
     writer: PartitionWriter,
@@ -117,36 +100,28 @@ def extract_partitions(
     database: Path,
     min_free_disk_bytes: int,
     should_stop: Callable[[], bool] = lambda: False,
+    pool: ExtractionPool | None = None,
 ) -> Iterator[PartitionOutcome]:
     """Extract and commit each partition (MLflow run id) of ``keys`` in order.
 
     Raises ``LowDiskSpace`` before the first partition when the database's disk is short;
     everything later fails its partition only. Progress reaches ``progress`` as partitions
     complete and, through ``settings.heartbeat``, between the reads inside one. Once
-    ``should_stop()`` (an interrupt), no further partition starts.
+    ``should_stop()`` (an interrupt), no further partition starts. With a ``pool``, its
+    workers read and transform the runs ahead of the commits (``extraction_pool``).
     """
     check_free_disk([database], min_free_disk_bytes)
     slug = experiment.slug
     specs = tables_for_kind(settings.kind)
     # A run extracted before under another kind loses its rows in that kind's tables.
     other_kinds = [t for t in all_tables() if t not in specs]
-    runs = store.runs_by_id(experiment.experiment_id, list(keys))
-    histories: dict[str, MetricPoints] | None = None
-    for position, key in enumerate(keys):
-        if should_stop():
-            return
-        if position % HISTORY_WINDOW == 0:  # the next few runs' histories in one query
-            window = [runs[k] for k in keys[position : position + HISTORY_WINDOW] if k in runs]
-            histories = _bulk_histories(store, window, progress)
-        started = time.monotonic()
-        reset_peak_rss()
-        run = runs.get(key)
+    for item in extracted_in_order(store, experiment, keys, settings, progress, pool, should_stop):
+        key, run = item.key, item.run
         label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
         try:
-            if run is None:
-                raise LookupError(f"not found in experiment {experiment.name!r}")
-            history = histories.pop(key, None) if histories is not None else None
-            extracted = extract_run(store, run, settings, history)
+            if isinstance(item.result, Exception):
+                raise item.result
+            extracted = item.result
             progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
             rows = writer.commit(
                 slug,
@@ -170,5 +145,8 @@ def extract_partitions(
             yield PartitionFailed(key, cause, removed)
             progress.partition_done(key, error=cause)
             continue
-        yield PartitionCommitted(key, run, rows, extracted, time.monotonic() - started, peak_rss())
+        assert run is not None  # extracted, so found
+        seconds = time.monotonic() - item.started
+        rss = max(peak_rss(), item.worker_peak_rss)
+        yield PartitionCommitted(key, run, rows, extracted, seconds, rss)
         progress.partition_done(key)

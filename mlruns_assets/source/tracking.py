@@ -38,6 +38,7 @@ from mlruns_assets.source.read_only_store import (
     is_file_store,
     normalize_tracking_uri,
     open_store,
+    reopen_store,
 )
 from mlruns_assets.source.sqlite_copies import _SQLITE_COPIES
 
@@ -160,6 +161,17 @@ class TrackingStore:
             weakref.finalize(self, _SQLITE_COPIES.release, opened.copy) if opened.copy else None
         )
 
+    @classmethod
+    def reopened(cls, client_uri: str) -> TrackingStore:
+        """The store a parent process opened, in one of its worker processes (``client_uri``
+        is the parent's ``client.tracking_uri``; see ``reopen_store``)."""
+        store = cls.__new__(cls)
+        store.tracking_uri = client_uri
+        store.client = reopen_store(client_uri)
+        store.access, store.access_detail = "reopened", "in a worker process"
+        store.copy, store._release = None, None
+        return store
+
     def close(self) -> None:
         """Release the temporary copy, if any (removed when no other store uses it)."""
         if self._release is not None:
@@ -264,10 +276,12 @@ class TrackingStore:
                 .order_by(SqlMetric.timestamp, SqlMetric.step, SqlMetric.value)
             )
             for row in query.yield_per(10_000):  # bounded: the histories of the given runs
-                by_run[row.run_uuid].setdefault(row.key, []).append(row.to_mlflow_entity())
+                by_run[row.run_uuid].setdefault(row.key, []).append(  # bounded: given runs
+                    row.to_mlflow_entity()
+                )
         histories = {}
         for run_id, by_key in by_run.items():
-            points = histories[run_id] = MetricPoints()
+            points = histories[run_id] = MetricPoints()  # bounded: the given runs
             for key in sorted(by_key):
                 for m in by_key[key]:
                     points.add(key, m.step, m.timestamp, m.value)

@@ -293,14 +293,17 @@ def original_codes_check(
 
 def run_failures_sql(schema: str, specs: list[TableSpec]) -> str | None:
     """One query counting what ``run_checks`` would fail for the run ``$run_id``: the number of
-    failing checks (None when the tables have no row checks). Every subquery reads only the run's rows, so its cost does not grow with the
-    database (the detailed checks run only when this finds something)."""
+    failing checks (None when the tables have no row checks). Every subquery reads only the
+    run's rows, so its cost does not grow with the database (the detailed checks run only when
+    this finds something)."""
     failing: list[str] = []
     names = {spec.name for spec in specs}
     for spec in specs:
         target = f'"{schema}"."{spec.name}"'
         for _check, bad in ROW_RULES.get(spec.name, []):
-            failing.append(f"EXISTS (SELECT 1 FROM {target} WHERE run_id = $run_id AND ({bad}))")
+            failing.append(  # bounded: one condition per declared rule
+                f"EXISTS (SELECT 1 FROM {target} WHERE run_id = $run_id AND ({bad}))"
+            )
         if spec.name in ROWS_PER_RUN:  # no rows at all passes, as in row_checks
             n = f"(SELECT count(*) FROM {target} WHERE run_id = $run_id)"
             failing.append(f"{n} NOT IN (0, {ROWS_PER_RUN[spec.name]})")
