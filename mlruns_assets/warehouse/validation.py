@@ -306,7 +306,7 @@ def run_failures_sql(schema: str, specs: list[TableSpec]) -> str | None:
             )
         if spec.name in ROWS_PER_RUN:  # no rows at all passes, as in row_checks
             n = f"(SELECT count(*) FROM {target} WHERE run_id = $run_id)"
-            failing.append(f"{n} NOT IN (0, {ROWS_PER_RUN[spec.name]})")
+            failing.append(f"{n} NOT IN (0, {ROWS_PER_RUN[spec.name]})")  # bounded: per table
     if {ESSENTIAL_METRICS.name, PREDICTIONS.name} <= names:
         failing.append(
             f"""EXISTS (SELECT 1 FROM "{schema}".essential_metrics e,
