@@ -141,7 +141,8 @@ def run_extract(
             pooled = sum(
                 len(r) for item in work if item.kind != Kind.IMPUTATION for r in item.ranges
             )
-            start_shared_pool(store, config.workers, pooled)
+            pool = start_shared_pool(store, config.workers, pooled)
+            summary.workers = pool.workers if pool else 0
             tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
             bar = ProgressBar(total, write, tty=tty)
             PROGRESS_LOGGER.addHandler(bar)

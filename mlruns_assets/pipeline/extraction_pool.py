@@ -118,15 +118,18 @@ def shared_pool(
         return _shared
 
 
-def start_shared_pool(store: TrackingStore, workers: int, partitions: int) -> None:
+def start_shared_pool(
+    store: TrackingStore, workers: int, partitions: int
+) -> ExtractionPool | None:
     """Start the workers for a command's ``partitions`` (of kinds workers can read), however
     its steps divide them: they warm up while the first step starts in its own thread."""
     global _shared
     if workers < 2 or partitions < MIN_PARTITIONS_FOR_WORKERS:
-        return
+        return None
     with _shared_lock:
         if _shared is None:
             _shared = ExtractionPool(store.client.tracking_uri, workers)
+        return _shared
 
 
 def shutdown_shared_pool() -> None:
