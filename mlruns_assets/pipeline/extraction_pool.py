@@ -118,9 +118,7 @@ def shared_pool(
         return _shared
 
 
-def start_shared_pool(
-    store: TrackingStore, workers: int, partitions: int
-) -> ExtractionPool | None:
+def start_shared_pool(store: TrackingStore, workers: int, partitions: int) -> ExtractionPool | None:
     """Start the workers for a command's ``partitions`` (of kinds workers can read), however
     its steps divide them: they warm up while the first step starts in its own thread."""
     global _shared
