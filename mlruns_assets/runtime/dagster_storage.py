@@ -1,5 +1,7 @@
 """Dagster's SQLite instance storage on kept connections, for the ``dagster.yaml`` this project
-writes into every Dagster home (the UI, the daemon and its run workers load it from there).
+writes into every Dagster home (the UI, the daemon and its run workers load it from there):
+``instance_class: KeptConnectionInstance`` makes it the default storage of whatever folder
+Dagster gives the instance (DAGSTER_HOME, or the temporary one of ``dg check defs``).
 
 Dagster's stock SQLite storages open a new SQLAlchemy engine, connect, commit and close for
 every event: about four connections and a synchronous WAL flush per event, 9-20 ms each, which
@@ -19,11 +21,14 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import (
@@ -153,3 +158,25 @@ class KeptConnectionSqliteStorage(DagsterSqliteStorage):
         cls, inst_data: ConfigurableClassData | None, config_value: dict[str, str]
     ) -> KeptConnectionSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class KeptConnectionInstance(DagsterInstance):
+    """Dagster's instance, whose default storage is ``KeptConnectionSqliteStorage`` under the
+    instance's own folder (a ``storage:`` block in ``dagster.yaml``, e.g. Postgres, still wins).
+
+    An ``instance_class`` rather than a ``storage: custom:`` block because only the instance
+    class is told the folder: a storage block would have to name it (``{env: DAGSTER_HOME}``),
+    which fails where Dagster uses a temporary folder and no DAGSTER_HOME is set."""
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return {
+            **InstanceRef.config_defaults(base_dir),
+            "storage": ConfigurableClassData(
+                __name__, KeptConnectionSqliteStorage.__name__, yaml.dump({"base_dir": base_dir})
+            ),
+        }

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
-import yaml
-from dagster._core.instance.ref import InstanceRef
-
-from mlruns_assets.runtime.dagster_storage import KeptConnectionSqliteStorage
 
 INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
@@ -31,18 +26,5 @@ def prepare_dagster_home(home: Path) -> Path:
     return home
 
 
-def storage_overrides(home: Path) -> dict[str, Any]:
-    """The home's own folder for the kept-connection storage, which ``dagster.yaml`` locates
-    through DAGSTER_HOME (as ``dagster dev`` and the daemon require): a process opening several
-    homes must not depend on one environment variable. Other storages are left as configured."""
-    config = yaml.safe_load((home / "dagster.yaml").read_text(encoding="utf-8")) or {}
-    custom = (config.get("storage") or {}).get("custom") or {}
-    if custom.get("class") != KeptConnectionSqliteStorage.__name__:
-        return {}
-    return {"storage": {"custom": {**custom, "config": {"base_dir": str(home)}}}}
-
-
 def open_instance(home: Path) -> dg.DagsterInstance:
-    home = prepare_dagster_home(home)
-    ref = InstanceRef.from_dir(str(home), overrides=storage_overrides(home))
-    return dg.DagsterInstance.from_ref(ref)
+    return dg.DagsterInstance.from_config(str(prepare_dagster_home(home)))

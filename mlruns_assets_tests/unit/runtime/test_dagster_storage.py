@@ -12,12 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._cli.utils import get_possibly_temporary_instance_for_cli
 
 from mlruns_assets.runtime.dagster_storage import (
     KeptConnectionEventLogStorage,
     KeptConnectionRunStorage,
 )
-from mlruns_assets.runtime.instance import open_instance
+from mlruns_assets.runtime.instance import INSTANCE_TEMPLATE, open_instance
 
 
 def _materializations(instance: dg.DagsterInstance, name: str) -> list[str | None]:
@@ -29,7 +30,7 @@ def _stock_home(home: Path, target: Path) -> Path:
     """A copy of ``home`` whose dagster.yaml uses Dagster's own SQLite storage."""
     shutil.copytree(home, target)
     config = yaml.safe_load((target / "dagster.yaml").read_text())
-    del config["storage"]
+    del config["instance_class"]
     (target / "dagster.yaml").write_text(yaml.safe_dump(config))
     return target
 
@@ -72,6 +73,22 @@ def test_events_survive_a_kill_9_right_after_they_are_stored(tmp_path: Path) -> 
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     with open_instance(home) as instance:
         assert _materializations(instance, "x") == ["a", "b", "c"]
+
+
+def test_dagsters_temporary_instance_uses_the_kept_storage_in_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``dg check defs`` and ``dagster dev`` do without DAGSTER_HOME: a temporary folder,
+    the project's ``dagster.yaml``."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    shutil.copy(INSTANCE_TEMPLATE, tmp_path / "dagster.yaml")
+    monkeypatch.chdir(tmp_path)
+    with get_possibly_temporary_instance_for_cli() as instance:
+        assert isinstance(instance.event_log_storage, KeptConnectionEventLogStorage)
+        instance.report_runless_asset_event(dg.AssetMaterialization("x", partition="t"))
+        assert _materializations(instance, "x") == ["t"]
+        folder = Path(instance.root_directory)
+        assert folder.parent == tmp_path and (folder / "history" / "runs" / "index.db").exists()
 
 
 def test_a_process_writes_each_home_it_opens_whatever_dagster_home_says(
