@@ -5,10 +5,11 @@ database, so N worker processes do it while the step's own thread commits each r
 transaction, in order, and records it as it commits. Memory stays bounded: a worker holds one
 run at a time and at most ``2 x workers`` finished runs wait for the writer.
 
-Workers start from a fork server that has imported this module (MLflow, NumPy, PyArrow) once,
-so a worker is ready in milliseconds, not the seconds an import takes; they open the tracking
-store as the parent opened it (``TrackingStore.reopened``), without repeating its checks. One
-pool serves every step of a process (the headless command runs all its steps in-process).
+Workers are forked from a fork server that imports this module (MLflow, NumPy, PyArrow) once,
+a few seconds during which the step extracts in its own thread; each worker then opens the
+tracking store as the parent opened it (``TrackingStore.reopened``), without repeating its
+checks. One pool serves every step of a process (the headless command runs all its steps
+in-process).
 """
 
 from __future__ import annotations
