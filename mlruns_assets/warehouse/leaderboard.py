@@ -61,6 +61,18 @@ LEADERBOARD = TableSpec(
 # The leaderboard's own columns that come straight from essential_metrics, in order.
 _COPIED = [f.name for f in LEADERBOARD.schema if f.name not in ("rank", "verdict")]
 PASS = "pass"
+# The leaderboard's own checks: (name, severity, what it means), as the UI lists them.
+LEADERBOARD_CHECKS: tuple[tuple[str, str, str], ...] = (
+    ("matches_declared_schema", ERROR, "`leaderboard`: declared columns, types, nullability."),
+    ("one_row_per_committed_run", ERROR, "Exactly one row per run in `essential_metrics`."),
+    ("ranked_by_auroc", ERROR, "Ranks 1..n follow AUROC, highest first, runs without last."),
+    (
+        "auroc_within_its_ci",
+        WARN,
+        "Each AUROC lies inside its bootstrap CI (WARN: the point estimate comes from the "
+        "bootstrap-mean probabilities, so a run can sit just outside).",
+    ),
+)
 
 
 def _failures_sql(schema: str, tables: set[str]) -> str:
@@ -166,11 +178,7 @@ def leaderboard_checks(conn: duckdb.DuckDBPyConnection, schema: str) -> list[Che
         skipped = "not evaluated: " + declared.detail
         return [declared] + [
             CheckOutcome(name, table, severity, False, skipped)
-            for name, severity in (
-                ("one_row_per_committed_run", ERROR),
-                ("ranked_by_auroc", ERROR),
-                ("auroc_within_its_ci", WARN),
-            )
+            for name, severity, _ in LEADERBOARD_CHECKS[1:]
         ]
     t, s = f'"{schema}"."{table}"', f'"{schema}"'
     source = (
