@@ -7,7 +7,6 @@ for a partition as soon as its STRATOS partition has been materialized (again), 
 daemon renders them in the background; ``quickstart`` renders them for the demo.
 """
 
-from __future__ import annotations
 
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ def curves_job_name(experiment: ExperimentRef) -> str:
     return f"{experiment.slug}_curves_job"
 
 
-def curves_metadata(pngs: dict[str, bytes], seconds: float) -> dict[str, dg.RawMetadataValue]:
+def curves_metadata(pngs: dict[str, bytes], seconds: float) -> dict[str, dg.MetadataValue]:
     """The four pictures as Markdown images, in ``CURVES`` order, and what they cost."""
     return {
         **{name: dg.MetadataValue.md(image_markdown(title, pngs[name])) for name, title in CURVES},
