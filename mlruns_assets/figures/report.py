@@ -15,7 +15,7 @@ import duckdb
 from mlruns_assets.figures.curve_data import read_run_curves
 from mlruns_assets.figures.markdown import LEADERBOARD_COLUMNS, cell, png_data_uri
 from mlruns_assets.figures.plots import CURVES, render_curves
-from mlruns_assets.warehouse.duckdb_writer import existing_tables, experiment_schemas
+from mlruns_assets.warehouse.duckdb_writer import existing_tables
 from mlruns_assets.warehouse.leaderboard import PASS, leaderboard_sql
 from mlruns_assets.warehouse.stratos_schema import STRATOS_TABLES
 
@@ -35,9 +35,13 @@ TEXT_COLUMNS = {"run_name", "classifier", "imputation_method", "outlier_method",
 
 
 def classification_schemas(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Experiment schemas holding every STRATOS table, sorted."""
+    """Schemas holding every STRATOS table, sorted."""
     names = {t.name for t in STRATOS_TABLES}
-    return [s for s in experiment_schemas(conn) if names <= existing_tables(conn, s)]
+    rows = conn.execute(
+        "SELECT DISTINCT table_schema FROM information_schema.tables "
+        "WHERE table_name = 'essential_metrics' ORDER BY 1"
+    ).fetchall()
+    return [s for (s,) in rows if names <= existing_tables(conn, s)]
 
 
 def leaderboard_rows(conn: duckdb.DuckDBPyConnection, schema: str) -> list[dict[str, object]]:
