@@ -7,7 +7,6 @@ for a partition as soon as its STRATOS partition has been materialized (again), 
 daemon renders them in the background; ``quickstart`` renders them for the demo.
 """
 
-
 import time
 from collections.abc import Iterator
 from typing import Any

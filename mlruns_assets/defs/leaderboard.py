@@ -7,7 +7,6 @@ the experiment is in progress. Unlike ``eager()`` it does not wait for every ups
 a failed run (a partition never materialized) must not freeze the leaderboard of the others.
 """
 
-
 from typing import Any
 
 import dagster as dg
