@@ -34,7 +34,10 @@ def chromium(folder: Path) -> Iterator[Any]:
     """A Playwright browser context on a fresh profile under ``folder``; skips the test when
     Chromium is not installed (CI installs it: ``.ci/run``)."""
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (CI installs it)")
+        why = f"no Chromium at {CHROMIUM}: `apt-get install chromium` (CI installs it)"
+        if os.environ.get("REQUIRE_CHROMIUM"):  # set by .ci/run: CI must run the test
+            pytest.fail(why)
+        pytest.skip(why)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
