@@ -222,10 +222,12 @@ def test_subject_map_of_an_experiment_without_subjects_is_an_error(
 def test_quickstart_twice(tmp_path: Path) -> None:
     code, output = run_cli("quickstart", str(tmp_path / "demo"), "--runs", "2")
     assert code == 0, output
+    assert "figures: 1 leaderboard(s) rebuilt, curves drawn for 2 run(s)" in output
     code, output = run_cli("quickstart", str(tmp_path / "demo"), "--runs", "2")
     assert code == 0, output
     assert "reusing the demo tracking store" in output
     assert "materialized 0, skipped" in output
+    assert "curves drawn for 0 run(s)" in output  # nothing extracted since they were drawn
 
 
 def test_ui_starts_without_superseded_command_or_ignored_instance_warnings(
