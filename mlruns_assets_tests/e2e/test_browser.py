@@ -17,12 +17,13 @@ from mlruns_assets_tests.support.browser import chromium, screenshot
 from mlruns_assets_tests.support.cli import run_cli
 from mlruns_assets_tests.support.webserver import running_webserver
 
-RUNS = 3
+RUNS = 4  # from 4 rows on, Dagster shows the table behind "Show Markdown"
 SCHEMA = "classification"
 
 
-def _markdown_value(page: Any, url: str, inline: str, folder: Path) -> Any:
-    """Open an asset page and show its Markdown metadata value; returns where it is shown.
+def _markdown_value(page: Any, url: str, inline: str, folder: Path) -> tuple[Any, str]:
+    """Open an asset page and show its Markdown metadata value; returns the element showing
+    it and the CSS scope of the value inside the page.
     Dagster renders a short value in the metadata table itself (``inline`` finds it there) and
     a long one behind "[Show Markdown]", in a dialog."""
     page.goto(url)
@@ -40,11 +41,11 @@ def _markdown_value(page: Any, url: str, inline: str, folder: Path) -> Any:
     except Exception:  # no prompt this time
         pass
     if not link.is_visible():
-        return page.locator("main, body").first
+        return page.locator("body"), "td"
     link.click()
-    dialog = page.get_by_role("dialog")
+    dialog = page.locator("[role=dialog]")
     dialog.wait_for()
-    return dialog
+    return dialog, "[role=dialog]"
 
 
 def _loaded_image_widths(page: Any, scope: str) -> list[int]:
@@ -82,16 +83,15 @@ def test_leaderboard_curves_and_report_in_a_browser(tmp_path: Path) -> None:
         page = browser.new_page()
         base = f"http://127.0.0.1:{port}/assets/{SCHEMA}"
 
-        shown = _markdown_value(page, f"{base}/leaderboard", "td table", tmp_path)
-        rows = shown.locator("td table tbody tr, [role=dialog] table tbody tr")
+        _, scope = _markdown_value(page, f"{base}/leaderboard", "td table", tmp_path)
+        rows = page.locator(f"{scope} table tbody tr")
         assert rows.count() == RUNS
         assert best[1] in rows.first.inner_text()
-        assert "AUROC (95 % CI)" in shown.locator("table thead").last.inner_text()
+        assert "AUROC (95 % CI)" in page.locator(f"{scope} table thead").last.inner_text()
         screenshot(page, tmp_path / "leaderboard.png")
 
         url = f"{base}/stratos_curves?partition={best[0]}"
-        shown = _markdown_value(page, url, "td img", tmp_path)
-        scope = "[role=dialog]" if shown.get_attribute("role") == "dialog" else "td"
+        _, scope = _markdown_value(page, url, "td img", tmp_path)
         widths = _loaded_image_widths(page, scope)
         assert len(widths) == 4 and all(w > 0 for w in widths), widths
         titles = page.locator(f"{scope} img").evaluate_all("images => images.map(i => i.alt)")

@@ -24,7 +24,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1600, "height": 1000}
+VIEWPORT = {"width": 1920, "height": 1080}
 # Set to a folder (e.g. docs/images) to copy the screenshots there for the README.
 README_SCREENSHOTS = "README_SCREENSHOTS"
 
