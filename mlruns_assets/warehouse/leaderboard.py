@@ -78,7 +78,8 @@ LEADERBOARD_CHECKS: tuple[tuple[str, str, str], ...] = (
 def _failures_sql(schema: str, tables: set[str]) -> str:
     """(run_id, failed check) for every per-run rule a run breaks, as one UNION ALL."""
     s = f'"{schema}"'
-    parts = ["SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS failed WHERE false"]
+    empty = "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS failed WHERE false"
+    parts = [empty]  # bounded: one SELECT per declared rule
     for table, rules in ROW_RULES.items():
         if table in tables:
             parts += [
