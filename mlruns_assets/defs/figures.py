@@ -25,8 +25,9 @@ class FigureDefinitions:
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
 
 
-def build_figures(experiments: list[ExperimentRef]) -> FigureDefinitions:
-    """Leaderboard and curves of each classification experiment given, and their sensor."""
+def build_figures(experiments: list[ExperimentRef], *, paused: bool = False) -> FigureDefinitions:
+    """Leaderboard and curves of each classification experiment given, and their sensor
+    (running by default, stopped when ``paused``)."""
     figures = FigureDefinitions()
     for experiment in experiments:
         leaderboard = build_leaderboard_asset(experiment)
@@ -41,7 +42,9 @@ def build_figures(experiments: list[ExperimentRef]) -> FigureDefinitions:
             dg.AutomationConditionSensorDefinition(
                 FIGURES_SENSOR,
                 target=dg.AssetSelection.assets(*figures.assets),
-                default_status=dg.DefaultSensorStatus.RUNNING,
+                default_status=dg.DefaultSensorStatus.STOPPED
+                if paused
+                else dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=10,
                 description="Rebuilds each leaderboard and renders each run's curves after "
                 "the run's STRATOS tables are extracted (their automation conditions).",

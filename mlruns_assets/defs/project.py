@@ -56,7 +56,8 @@ def build_definitions(
         sensors.append(build_discovery_sensor(experiment, job, removal))
         partitions_by_job[job.name] = partitions_def_name(experiment)
     figures = build_figures(
-        [e for e in experiments if settings.kind_of(e.name) == Kind.CLASSIFICATION]
+        [e for e in experiments if settings.kind_of(e.name) == Kind.CLASSIFICATION],
+        paused=settings.pause_figures,
     )
     assets += figures.assets
     jobs += figures.jobs

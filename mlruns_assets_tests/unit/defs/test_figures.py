@@ -42,6 +42,14 @@ def _assets() -> dict[dg.AssetKey, dg.AssetsDefinition]:
     return {a.key: a for a in figures.assets}
 
 
+def test_one_sensor_running_unless_paused() -> None:
+    [running] = build_figures([EXPERIMENT]).sensors
+    [paused] = build_figures([EXPERIMENT], paused=True).sensors
+    assert running.default_status == dg.DefaultSensorStatus.RUNNING
+    assert paused.default_status == dg.DefaultSensorStatus.STOPPED
+    assert build_figures([]).sensors == []  # no classification experiment, no sensor
+
+
 def test_leaderboard_materialization_shows_the_table_and_passes_its_checks(
     instance: dg.DagsterInstance, warehouse: DuckDBWarehouse
 ) -> None:
