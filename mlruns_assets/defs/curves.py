@@ -2,9 +2,9 @@
 tables), its four pictures as Markdown images on the partition's materialization.
 
 Rendering is not part of the extraction: four matplotlib figures cost several times a
-partition's extraction, so they are drawn here, after it, from the database. ``eager()`` asks
-for a partition as soon as its STRATOS partition has been materialized (again), so the UI's
-daemon renders them in the background; ``quickstart`` renders them for the demo.
+partition's extraction, so they are drawn here, after it, from the database: the UI's daemon
+draws a partition once its STRATOS partition has been materialized (again; ``defs.automation``),
+``quickstart`` draws them for the demo.
 """
 
 import time
@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlruns_assets.defs.automation import CURVES_CONDITION
 from mlruns_assets.defs.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
 from mlruns_assets.figures.curve_data import read_run_curves
 from mlruns_assets.figures.markdown import image_markdown
@@ -68,7 +69,7 @@ def build_curves_asset(experiment: ExperimentRef) -> dg.AssetsDefinition:
                 skippable=True,
                 group_name=slug,
                 kinds={"duckdb"},
-                automation_condition=dg.AutomationCondition.eager(),
+                automation_condition=CURVES_CONDITION,
                 metadata={"schema": slug, "pictures": ", ".join(name for name, _ in CURVES)},
             )
         ],

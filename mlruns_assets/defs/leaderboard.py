@@ -1,16 +1,15 @@
 """The leaderboard asset of a classification experiment: every committed run ranked by AUROC, as
 the ``leaderboard`` table and as a Markdown table in the UI (the work: ``warehouse.leaderboard``).
 
-It is unpartitioned and downstream of the STRATOS tables. Its automation condition requests it
-whenever any STRATOS partition has been materialized since it last ran, once no extraction of
-the experiment is in progress. Unlike ``eager()`` it does not wait for every upstream partition:
-a failed run (a partition never materialized) must not freeze the leaderboard of the others.
+It is unpartitioned and downstream of the STRATOS tables; ``defs.automation`` says when the
+daemon rebuilds it.
 """
 
 from typing import Any
 
 import dagster as dg
 
+from mlruns_assets.defs.automation import LEADERBOARD_CONDITION
 from mlruns_assets.figures.markdown import leaderboard_markdown
 from mlruns_assets.source.tracking import ExperimentRef
 from mlruns_assets.warehouse.catalog import STRATOS
@@ -25,13 +24,6 @@ from mlruns_assets.warehouse.leaderboard import (
 from mlruns_assets.warehouse.validation import ERROR
 
 TOP_IN_UI = 25
-AFTER_EXTRACTION = (
-    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated())
-    .since_last_handled()
-    .with_label("missing, or a STRATOS partition materialized since")
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("after each extraction")
 
 
 def leaderboard_key(experiment: ExperimentRef) -> dg.AssetKey:
@@ -52,7 +44,7 @@ def build_leaderboard_asset(experiment: ExperimentRef) -> dg.AssetsDefinition:
         deps=[dg.AssetKey([slug, STRATOS.name])],
         group_name=slug,
         kinds={"duckdb"},
-        automation_condition=AFTER_EXTRACTION,
+        automation_condition=LEADERBOARD_CONDITION,
         description=(
             f"Every run of MLflow experiment '{experiment.name}' ranked by AUROC: name, "
             "classifier, imputation and outlier methods (from the run name), AUROC with its 95 % "

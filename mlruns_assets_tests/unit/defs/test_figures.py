@@ -108,7 +108,7 @@ def test_curves_of_a_run_without_rows_fail_naming_it(
     assert "never_extracted" in str(failure.step_failure_data.error)
 
 
-def test_automation_asks_for_both_after_an_extraction_despite_a_failed_run(
+def test_automation_draws_what_was_extracted_before_and_after_it_first_looked(
     instance: dg.DagsterInstance,
 ) -> None:
     stratos = dg.AssetSpec([SCHEMA, "stratos"], partitions_def=run_partitions(EXPERIMENT))
@@ -116,23 +116,23 @@ def test_automation_asks_for_both_after_an_extraction_despite_a_failed_run(
         assets=[stratos, *_assets().values()],
         resources={"warehouse": DuckDBWarehouse(database=":memory:")},
     )
+
+    def extracted(*keys: str) -> None:
+        for key in keys:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=stratos.key, partition=key)
+            )
+
+    # Three runs extracted headless before the daemon ever looked; run_d's extraction failed.
+    extracted(*KEYS[:3])
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert first.total_requested == 0  # nothing extracted yet
-    # Three runs extracted; run_d's extraction failed (never materialized).
-    for key in KEYS[:3]:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=stratos.key, partition=key)
-        )
+    assert first.get_num_requested(leaderboard_key(EXPERIMENT)) == 1  # despite run_d
+    assert first.get_requested_partitions(curves_key(EXPERIMENT)) == set(KEYS[:3])
+    # Handled: nothing new, nothing asked again.
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert second.get_num_requested(leaderboard_key(EXPERIMENT)) == 1
-    requested = second.get_requested_partitions(curves_key(EXPERIMENT))
-    assert requested == set(KEYS[:3])
-    # Handled: no new extraction, no new request.
+    assert second.total_requested == 0
+    # run_a re-extracted, run_d extracted at last: both drawn, the leaderboard rebuilt.
+    extracted(KEYS[0], KEYS[3])
     third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
-    assert third.total_requested == 0
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=stratos.key, partition=KEYS[0])
-    )
-    fourth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=third.cursor)
-    assert fourth.get_num_requested(leaderboard_key(EXPERIMENT)) == 1
-    assert fourth.get_requested_partitions(curves_key(EXPERIMENT)) == {KEYS[0]}
+    assert third.get_num_requested(leaderboard_key(EXPERIMENT)) == 1
+    assert third.get_requested_partitions(curves_key(EXPERIMENT)) == {KEYS[0], KEYS[3]}
