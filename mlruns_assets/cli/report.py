@@ -10,6 +10,12 @@ import click
 from mlruns_assets.runtime.errors import UsageError
 
 
+def _progress(done: int, total: int) -> None:
+    """A line on stderr every 25 runs (drawing takes ~0.2-0.5 s per run)."""
+    if done % 25 == 0 or done == total:
+        click.echo(f"curves drawn: {done}/{total} runs", err=True)
+
+
 @click.command(
     "report",
     epilog="Example: mlruns-assets report --db demo/results.duckdb --out report.html\n\n"
@@ -44,7 +50,7 @@ def report_command(database: str, out: str) -> int:
     started = time.monotonic()
     conn = connect_with_retry(str(db), read_only=True, timeout_seconds=60)
     try:
-        size = write_report(conn, target, source=db.name)
+        size = write_report(conn, target, source=db.name, on_run=_progress)
     except OSError as exc:
         raise UsageError(f"--out {target}: {exc.strerror}") from None
     finally:
