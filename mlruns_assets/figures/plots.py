@@ -33,6 +33,7 @@ CURVES = (
     ("probability_distributions", "Predicted probabilities by outcome"),
 )
 MODEL, REFERENCE, BAND = "#1f4e9c", "#7f7f7f", "#9ab6e6"
+UNIT = (-0.01, 1.01)  # a curve along 0 or 1 stays visible inside the frame
 
 
 def _png(fig: Figure) -> bytes:
@@ -67,8 +68,8 @@ def calibration_png(curves: RunCurves) -> bytes:
         c["predicted_mean"], c["observed_proportion"], marker="o", markersize=3, color=MODEL,
         linewidth=1.2, label="model",
     )  # fmt: skip
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(*UNIT)
+    ax.set_ylim(*UNIT)
     ax.legend(fontsize=7, loc="upper left")
     return _png(fig)
 
@@ -101,8 +102,8 @@ def roc_png(curves: RunCurves) -> bytes:
         ax.plot(fpr, tpr, color=MODEL, linewidth=1.4, drawstyle="default", label=auroc)
     else:
         ax.text(0.5, 0.5, "single-class test set: no ROC", ha="center", fontsize=9)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(*UNIT)
+    ax.set_ylim(*UNIT)
     ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
 
