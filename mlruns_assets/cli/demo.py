@@ -80,6 +80,7 @@ def quickstart_command(ctx: click.Context, path: str, runs: int) -> int:
     the second time there is nothing left to extract."""
     from mlruns_assets.cli.extract import extract_command
     from mlruns_assets.cli.figures_refresh import refresh_figures
+    from mlruns_assets.runtime.interrupts import EXIT_INTERRUPTED
     from mlruns_assets.runtime.settings import Settings
 
     root = demo_folder(path).resolve()
@@ -96,6 +97,8 @@ def quickstart_command(ctx: click.Context, path: str, runs: int) -> int:
     args = ["--tracking-uri", store.tracking_uri, "--db", str(db)]
     args += ["--subject-map", str(store.subject_map_path)]
     code = extract_command.main(args=args, standalone_mode=False)
+    if code == EXIT_INTERRUPTED:  # the user asked to stop: no more work
+        return int(code)
     figures = refresh_figures(
         Settings(
             tracking_uri=store.tracking_uri,
