@@ -45,13 +45,18 @@ def _markdown_value(page: Any, url: str, inline: str, folder: Path) -> tuple[Any
     link.click()
     dialog = page.locator("[role=dialog]")
     dialog.wait_for()
+    # Settled: no screenshot of the dialog half faded in (Blueprint's transition classes).
+    page.wait_for_function(
+        "() => !document.querySelector('[class*=-appear-active], [class*=-enter-active]')"
+    )
     return dialog, "[role=dialog]"
 
 
 def _loaded_image_widths(page: Any, scope: str) -> list[int]:
     """naturalWidth of every image in ``scope`` once each has finished loading."""
     page.wait_for_function(
-        f"[...document.querySelectorAll('{scope} img')].every(i => i.complete)", timeout=30_000
+        f"() => [...document.querySelectorAll('{scope} img')].every(i => i.complete)",
+        timeout=30_000,
     )
     return list(
         page.evaluate(f"[...document.querySelectorAll('{scope} img')].map(i => i.naturalWidth)")
