@@ -15,6 +15,10 @@ import dagster as dg
 _FIRST_LOOK = (
     dg.AutomationCondition.initial_evaluation() & dg.AutomationCondition.missing()
 ).with_label("missing when first evaluated")
+# Nothing extracted yet: no leaderboard to build (the first extraction will ask for it).
+_ANY_EXTRACTED = dg.AutomationCondition.any_deps_match(
+    ~dg.AutomationCondition.missing()
+).with_label("a STRATOS partition exists")
 _UPDATED = (
     (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated())
     .since_last_handled()
@@ -22,7 +26,7 @@ _UPDATED = (
 )
 
 LEADERBOARD_CONDITION = (
-    (_UPDATED | _FIRST_LOOK)
+    (_UPDATED | (_FIRST_LOOK & _ANY_EXTRACTED))
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after each extraction")

@@ -108,20 +108,42 @@ def test_curves_of_a_run_without_rows_fail_naming_it(
     assert "never_extracted" in str(failure.step_failure_data.error)
 
 
-def test_automation_draws_what_was_extracted_before_and_after_it_first_looked(
-    instance: dg.DagsterInstance,
-) -> None:
-    stratos = dg.AssetSpec([SCHEMA, "stratos"], partitions_def=run_partitions(EXPERIMENT))
-    defs = dg.Definitions(
-        assets=[stratos, *_assets().values()],
+STRATOS_SPEC = dg.AssetSpec([SCHEMA, "stratos"], partitions_def=run_partitions(EXPERIMENT))
+
+
+def _automation_defs() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[STRATOS_SPEC, *_assets().values()],
         resources={"warehouse": DuckDBWarehouse(database=":memory:")},
     )
 
+
+def _extracted(instance: dg.DagsterInstance, *keys: str) -> None:
+    for key in keys:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=STRATOS_SPEC.key, partition=key)
+        )
+
+
+def test_automation_asks_for_nothing_before_the_first_extraction(
+    instance: dg.DagsterInstance,
+) -> None:
+    defs = _automation_defs()
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0
+    _extracted(instance, KEYS[1])
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_num_requested(leaderboard_key(EXPERIMENT)) == 1
+    assert second.get_requested_partitions(curves_key(EXPERIMENT)) == {KEYS[1]}
+
+
+def test_automation_draws_what_was_extracted_before_and_after_it_first_looked(
+    instance: dg.DagsterInstance,
+) -> None:
+    defs = _automation_defs()
+
     def extracted(*keys: str) -> None:
-        for key in keys:
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=stratos.key, partition=key)
-            )
+        _extracted(instance, *keys)
 
     # Three runs extracted headless before the daemon ever looked; run_d's extraction failed.
     extracted(*KEYS[:3])
