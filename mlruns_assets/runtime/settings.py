@@ -126,6 +126,11 @@ class Settings:
     private_dir: str | None = _option(
         None, "private output folder (default: private/ beside the database)"
     )
+    pause_figures: bool = _option(
+        False,
+        "start the figures sensor stopped: the UI's daemon then leaves leaderboards and curves "
+        "as they are after extractions (e.g. while benchmarking); they still materialize by hand",
+    )
 
     @property
     def private_folder(self) -> str:
