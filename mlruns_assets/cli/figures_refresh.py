@@ -28,6 +28,7 @@ from mlruns_assets.defs.partitions import (
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.settings import Settings
+from mlruns_assets.runtime.worker import worker_tags
 from mlruns_assets.source.discovery import with_kinds
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse.catalog import STRATOS
@@ -57,8 +58,10 @@ def refresh_leaderboards(
     """Rebuild the leaderboard (table and UI) of each classification experiment given."""
     done = done or FiguresRefreshed()
     for experiment in _with_figures(defs, experiments):
+        # Tagged with this process, like an extraction run: if it is killed mid-run, the
+        # next `extract` fails the run instead of leaving it in progress.
         result = defs.resolve_job_def(leaderboard_job_name(experiment)).execute_in_process(
-            instance=instance, run_config=QUIET_LOGGERS, raise_on_error=False
+            instance=instance, run_config=QUIET_LOGGERS, raise_on_error=False, tags=worker_tags()
         )
         done.leaderboards += result.success
         done.failures += not result.success
