@@ -96,6 +96,7 @@ class TreePoller:
         self.peak_pss = 0
         self.peak_processes = 0
         self.hwm: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}  # user + system, last seen, per process
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -115,8 +116,10 @@ class TreePoller:
         for proc in procs:
             try:
                 full = proc.memory_full_info()
+                times = proc.cpu_times()
             except psutil.Error:
                 continue
+            self.cpu[proc.pid] = times.user + times.system
             rss += full.rss
             pss += getattr(full, "pss", full.rss)
             alive += 1
@@ -135,6 +138,10 @@ class TreePoller:
             "hwm_sum_mb": sum(self.hwm.values()) / MB,
             "hwm_by_process_mb": sorted((v / MB for v in self.hwm.values()), reverse=True),
             "processes_seen": len(self.hwm),
+            # CPU of every process seen, as last polled (a process's last poll can be up to
+            # one interval before it ends)
+            "cpu_s_sum": sum(self.cpu.values()),
+            "cpu_s_by_process": sorted(self.cpu.values(), reverse=True)[:8],
             "peak_processes_at_once": self.peak_processes,
             "samples": self.samples,
             "interval_s": self.interval_s,
