@@ -490,12 +490,13 @@ def essential_rows(db: Path, schema: str = "classification") -> dict[str, tuple[
 
 
 def table_rows(db: Path, schema: str = "classification") -> dict[str, int]:
+    """Rows per extracted table (not the leaderboard, which ``extract`` adds after the runs)."""
     with duckdb.connect(str(db), read_only=True) as conn:
         tables = [
             r[0]
             for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                "ORDER BY table_name",
+                "AND table_name <> 'leaderboard' ORDER BY table_name",
                 [schema],
             ).fetchall()
         ]

@@ -91,7 +91,15 @@ class ExtractionPool:
         return self._executor.submit(_extract_in_worker, run, shipped, history)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers: idle ones exit at once; one that does not within 5 s is killed.
+        (``shutdown(wait=True)`` can hang on a pool whose worker was killed.)"""
+        processes = list((self._executor._processes or {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
 
 
 _shared: ExtractionPool | None = None
