@@ -86,16 +86,32 @@ def move_partitions(
     name = partitions_def_name(experiment)
     existing = set(instance.get_dynamic_partitions(name))
     instance.add_dynamic_partitions(name, [m.new for m in moves if m.new not in existing])
-    assets = partitioned_assets(experiment, kind)
     partitions = dg.DynamicPartitionsDefinition(name=name)
-    observed = observed_versions(instance, experiment, [m.old for m in moves])
+    old_keys = [m.old for m in moves]
+    # Statuses once per asset: Dagster computes one over all of an asset's partitions.
+    materialized = {
+        asset: _materialized(instance, asset, partitions, old_keys)
+        for asset in partitioned_assets(experiment, kind)
+    }
+    observed = observed_versions(instance, experiment, old_keys)
+    pointer = "dagster/input_event_pointer/" + "/".join(source_asset_key(experiment).path)
     for done, move in enumerate(moves, start=1):
         carried = _carry_observation(instance, experiment, move, observed.get(move.old))
-        pointer = "dagster/input_event_pointer/" + "/".join(source_asset_key(experiment).path)
-        for asset in assets:
-            _carry_materialization(instance, asset, partitions, move, (pointer, carried))
+        for asset, keys in materialized.items():
+            if move.old in keys:  # failed or missing: nothing vouches for rows, nothing to carry
+                _carry_materialization(instance, asset, move, (pointer, carried))
         instance.delete_dynamic_partition(name, move.old)
         on_moved(done, len(moves))
+
+
+def _materialized(
+    instance: dg.DagsterInstance,
+    asset: dg.AssetKey,
+    partitions: dg.DynamicPartitionsDefinition,
+    keys: list[str],
+) -> set[str]:
+    statuses = instance.get_status_by_partition(asset, keys, partitions) or {}
+    return {k for k, status in statuses.items() if status == dg.AssetPartitionStatus.MATERIALIZED}
 
 
 def _carry_observation(
@@ -113,13 +129,9 @@ def _carry_observation(
 def _carry_materialization(
     instance: dg.DagsterInstance,
     asset: dg.AssetKey,
-    partitions: dg.DynamicPartitionsDefinition,
     move: KeyMove,
     source: tuple[str, Observed | None],
 ) -> None:
-    status = instance.get_status_by_partition(asset, [move.old], partitions) or {}
-    if status.get(move.old) != dg.AssetPartitionStatus.MATERIALIZED:
-        return  # failed or missing: nothing vouches for rows, nothing to carry
     records_filter = dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[move.old])
     (record,) = instance.fetch_materializations(records_filter, limit=1).records
     old = record.asset_materialization
