@@ -71,7 +71,8 @@ def test_extract_reports_heartbeats_in_its_output_and_in_the_event_log(
         for run_id in demo.good_run_ids:
             for note in HEARTBEAT_NOTES:
                 assert any(f"run {run_id}: " in m and note in m for m in logged), (run_id, note)
-            assert any(m.endswith(f"| done {run_id}") for m in logged)
+            # "done <run name>@<run id>": the partition's key
+            assert any("| done " in m and m.endswith(f"@{run_id}") for m in logged)
         assert any(WINDOW_NOTE in m for m in logged)
         # Each partition's materialization still carries its duration, peak RSS and rows.
         for record in instance.fetch_materializations(

@@ -570,6 +570,8 @@ def test_daemon_leaves_a_slow_but_progressing_read_alone(tmp_path: Path) -> None
         f"stall sensor ticks: {len(ticks)}, every {gaps} s (interval {UI_SENSOR_INTERVAL} s): "
         f"min {min(gaps)}, median {sorted(gaps)[len(gaps) // 2]}, max {max(gaps)}"
     )
-    assert all(status == "SKIPPED" for _, status in ticks), ticks
+    # Every finished tick left the run alone (the newest may still be in progress).
+    assert all(status == "SKIPPED" for _, status in ticks[:-1]), ticks
+    assert ticks[-1][1] in ("SKIPPED", "STARTED"), ticks
     assert min(gaps) >= UI_SENSOR_INTERVAL - 0.5
     assert max(gaps) <= UI_SENSOR_INTERVAL + DAEMON_LOOP + 3
