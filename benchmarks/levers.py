@@ -14,6 +14,10 @@ on the shared machine hits both alike; each figure is the median per run (or per
   table creation    one partition's ``replace_partition`` (delete + Arrow insert + commit) on a
                     scratch copy of one run's rows, with ``ensure_tables`` (CREATE TABLE IF NOT
                     EXISTS x 11) before it vs with the tables known on the connection
+  checkpoint read   (with ``--dagster-home``, the instance that extracted ``--db``) what every
+                    partition's latest materialization recorded: the latest storage id per
+                    partition, then those events (``defs.checkpoints.recorded_partitions``) vs
+                    every materialization event of the asset, newest first (the earlier way)
 Prints one JSON line.
 """
 
@@ -28,7 +32,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+
+from mlruns_assets.defs.checkpoints import recorded_partitions
 from mlruns_assets.runtime.guardrails import MemoryGuard
+from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.source.artifacts import METRICS_FOLDER, load_metrics_artifact
 from mlruns_assets.source.tracking import TrackingStore, exclusion_reason
@@ -82,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--dagster-home", type=Path, help="the instance that extracted --db")
     args = parser.parse_args(argv)
     store = TrackingStore(args.tracking_uri)
     (experiment,) = store.experiments([args.experiment])
@@ -205,8 +214,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ensure_tables", create_only, "ensure_tables_again", create_only, 1, args.repeats
     )["ensure_tables_ms"]
     wconn.close()
+    if args.dagster_home:
+        out["checkpoint_read"] = _checkpoint_read(args.dagster_home, slug, args.repeats)
     print(json.dumps(out))
     return 0
+
+
+def _every_event(instance: Any, asset_key: Any) -> dict[str, Any]:
+    """The earlier checkpoint read: every materialization event, newest first."""
+    found: dict[str, Any] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key), limit=1000, cursor=cursor
+        )
+        for record in page.records:
+            if record.partition_key not in found:
+                found[record.partition_key] = record.asset_materialization.metadata
+        if not page.has_more:
+            return found
+        cursor = page.cursor
+
+
+def _checkpoint_read(home: Path, slug: str, repeats: int) -> dict[str, Any]:
+    asset_key = dg.AssetKey([slug, "stratos"])
+    with open_instance(home) as instance:
+        latest = recorded_partitions(instance, asset_key)
+        every = _every_event(instance, asset_key)
+        assert set(latest) == set(every), "the two reads see other partitions"
+        events = len(instance.fetch_materializations(asset_key, limit=10_000).records)
+        result = _pair(
+            "latest_by_storage_id",
+            lambda: recorded_partitions(instance, asset_key),
+            "every_event",
+            lambda: _every_event(instance, asset_key),
+            1,
+            max(repeats // 4, 5),
+        )
+    return {**result, "partitions": len(latest), "materialization_events": events}
 
 
 if __name__ == "__main__":

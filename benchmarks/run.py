@@ -544,7 +544,7 @@ def _load(result: ProcessResult) -> list[float]:
     return [round(result.load_before, 2), round(result.load_after, 2)]
 
 
-def run_levers(store: BenchStore, complete_db: Path, workdir: Path) -> dict[str, Any]:
+def run_levers(store: BenchStore, complete_db: Path, home: Path, workdir: Path) -> dict[str, Any]:
     result = run_measured(
         [
             PY,
@@ -559,6 +559,8 @@ def run_levers(store: BenchStore, complete_db: Path, workdir: Path) -> dict[str,
             str(store.subject_map),
             "--workdir",
             str(workdir),
+            "--dagster-home",
+            str(home),
         ]
     ).check()
     out = dict(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -817,6 +819,17 @@ def evaluate_levers(report: dict[str, Any]) -> list[dict[str, Any]]:
             load,
             f"ensure_tables alone {fmt(ct['ensure_tables_alone_ms'], 2)} ms",
         )
+        cp = lv.get("checkpoint_read")
+        if cp:
+            row(
+                "checkpoint read: latest storage id per partition, then those events vs every "
+                "materialization event (what `extract` reads of each asset before it starts)",
+                cp["latest_by_storage_id_ms"],
+                cp["every_event_ms"],
+                "ms/asset",
+                load,
+                f"{cp['partitions']} partitions, {cp['materialization_events']} events",
+            )
     return rows
 
 
@@ -1339,7 +1352,9 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("c1", "c1_stock", "c2")
         }
         v["resume"] = steps("resume", lambda: run_resume(store, dbs["c1"], homes["c1"], base["c"]))
-        report["levers"] = steps("levers", lambda: run_levers(store, dbs["c1"], workdir / "levers"))
+        report["levers"] = steps(
+            "levers", lambda: run_levers(store, dbs["c1"], homes["c1"], workdir / "levers")
+        )
         v["a100"] = steps(
             "a100",
             with_db("a100", lambda: run_baseline(small, dbs["a100"], base_small["a"])),

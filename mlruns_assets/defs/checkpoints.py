@@ -48,26 +48,45 @@ class Observed:
     storage_id: int
 
 
+def latest_records(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    event_type: dg.DagsterEventType,
+    keys: Iterable[str] | None = None,
+) -> list[dg.EventLogRecord]:
+    """The latest event of ``event_type`` of each partition (of ``keys``, default all): one
+    query for the latest storage id per partition, then those events only, a page at a time.
+    Reading every event instead grows with the history (re-extractions, re-keyed partitions)."""
+    wanted = set(keys) if keys is not None else None
+    latest = instance.get_latest_storage_id_by_partition(asset_key, event_type)
+    ids = sorted(i for k, i in latest.items() if wanted is None or k in wanted)
+    fetch = (
+        instance.fetch_observations
+        if event_type == dg.DagsterEventType.ASSET_OBSERVATION
+        else instance.fetch_materializations
+    )
+    records: list[dg.EventLogRecord] = []  # bounded: one per partition of the asset
+    for start in range(0, len(ids), _PAGE):
+        page = ids[start : start + _PAGE]
+        records_filter = dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=page)
+        records += fetch(records_filter, limit=len(page)).records
+    return records
+
+
 def observed_versions(
     instance: dg.DagsterInstance, experiment: ExperimentRef, keys: Iterable[str] | None = None
 ) -> dict[str, Observed]:
     """Partition -> its latest observation of the runs source (of ``keys``, default all)."""
-    wanted = list(keys) if keys is not None else None
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=source_asset_key(experiment), asset_partitions=wanted
-    )
     found: dict[str, Observed] = {}  # bounded: one per partition of the experiment
-    cursor: str | None = None
-    while True:
-        page = instance.fetch_observations(records_filter, limit=_PAGE, cursor=cursor)
-        for record in page.records:
-            observation = record.asset_observation
-            version = observation.tags.get(DATA_VERSION_TAG) if observation else None
-            if record.partition_key and version and record.partition_key not in found:
-                found[record.partition_key] = Observed(version, record.storage_id)
-        if not page.has_more:
-            return found
-        cursor = page.cursor
+    observations = latest_records(
+        instance, source_asset_key(experiment), dg.DagsterEventType.ASSET_OBSERVATION, keys
+    )
+    for record in observations:
+        observation = record.asset_observation
+        version = observation.tags.get(DATA_VERSION_TAG) if observation else None
+        if record.partition_key and version:
+            found[record.partition_key] = Observed(version, record.storage_id)
+    return found
 
 
 def run_observation(experiment: ExperimentRef, key: str, version: str) -> dg.AssetObservation:
@@ -105,28 +124,22 @@ def provenance_tags(
 
 
 def recorded_partitions(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Iterable[str] | None = None
 ) -> dict[str, Recorded]:
-    """Partition -> what its latest materialization recorded."""
+    """Partition -> what its latest materialization recorded (of ``keys``, default all)."""
     found: dict[str, Recorded] = {}  # bounded: one per partition of the asset
-    cursor: str | None = None
-    records_filter = dg.AssetRecordsFilter(asset_key=asset_key)
-    while True:
-        page = instance.fetch_materializations(records_filter, limit=_PAGE, cursor=cursor)
-        for record in page.records:
-            key = record.partition_key
-            materialization = record.asset_materialization
-            if key is None or key in found or materialization is None:
-                continue
-            meta = {k: v.value for k, v in materialization.metadata.items()}
-            found[key] = Recorded(
-                database_id=_text(meta.get("database_id")),
-                source_version=_text(meta.get("source_version")),
-                settings={k: str(v) for k, v in meta.items() if k.startswith("settings/")},
-            )
-        if not page.has_more:
-            return found
-        cursor = page.cursor
+    event = dg.DagsterEventType.ASSET_MATERIALIZATION
+    for record in latest_records(instance, asset_key, event, keys):
+        materialization = record.asset_materialization
+        if record.partition_key is None or materialization is None:
+            continue
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        found[record.partition_key] = Recorded(
+            database_id=_text(meta.get("database_id")),
+            source_version=_text(meta.get("source_version")),
+            settings={k: str(v) for k, v in meta.items() if k.startswith("settings/")},
+        )
+    return found
 
 
 def _text(value: object) -> str | None:
@@ -180,7 +193,7 @@ def partition_states(
     worst: dict[str, PartitionState] = {}  # bounded: one per partition of the experiment
     for asset in assets_for_kind(fingerprint.kind):
         asset_key = dg.AssetKey([experiment.slug, asset.name])
-        recorded = recorded_partitions(instance, asset_key)
+        recorded = recorded_partitions(instance, asset_key, keys)
         status = instance.get_status_by_partition(asset_key, keys, partitions) or {}
         for key in keys:
             state = classify(
