@@ -167,11 +167,15 @@ class Stack:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
 
+    def stop_dagster(self) -> None:
+        """The workers, the daemon and the web server (nothing writes the results after)."""
+        for name in [n for n in self.procs if n.startswith(("worker", "daemon", "webserver"))]:
+            self.stop(name)
+
     def stop_all(self) -> None:
         # Clients first, servers last (Postgres gets a clean fast shutdown: SIGINT).
-        order = [n for n in self.procs if n.startswith(("worker", "daemon", "webserver"))]
-        order += [n for n in ("mlflow", "moto", "redis") if n in self.procs]
-        for name in order:
+        self.stop_dagster()
+        for name in [n for n in ("mlflow", "moto", "redis") if n in self.procs]:
             self.stop(name)
         if "postgres" in self.procs:
             self.stop("postgres", signal.SIGINT)
@@ -614,7 +618,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                     raise LoopbackError(f"{slots} concurrency slots still held after the runs")
             if old_home is None:
                 os.environ.pop("DAGSTER_HOME", None)
-            stack.stop_all()
+            stack.stop_dagster()
 
             single = workdir / "single" / "results.duckdb"
             extracted = subprocess.run(
@@ -623,7 +627,8 @@ def run_e2e(args: argparse.Namespace) -> int:
                 env=stack.env, capture_output=True, text=True,
             )  # fmt: skip
             if extracted.returncode != 0:
-                raise LoopbackError(f"single-file extract failed: {extracted.stdout[-2000:]}")
+                output = (extracted.stdout + extracted.stderr)[-2000:]
+                raise LoopbackError(f"single-file extract failed: {output}")
             tables, rows, diffs, duplicates = compare(database, single)
             outcome.note(tables=tables, rows=rows, differing_tables=diffs, duplicates=duplicates)
             if diffs or duplicates:
