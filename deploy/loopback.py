@@ -402,9 +402,11 @@ def running_stack(workdir: Path) -> Iterator[Stack]:
 # -- the demo store, logged through the server ---------------------------------------------------
 
 
-def write_store(uri: str, folder: Path, runs: int, imputation_runs: int) -> Path:
-    """The demo store's experiments logged through ``uri`` (artifacts land in S3); returns the
-    subject map's path."""
+def write_store(
+    uri: str, folder: Path, runs: int, imputation_runs: int, experiments: int = 1
+) -> Path:
+    """The demo store's experiments logged through ``uri`` (artifacts land in S3), with
+    ``experiments`` classification experiments of ``runs`` runs each; the subject map's path."""
     import mlflow
     import numpy as np
 
@@ -415,9 +417,11 @@ def write_store(uri: str, folder: Path, runs: int, imputation_runs: int) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     # backend "file": experiments get the server's default artifact location (mlflow-artifacts:).
     writer = DemoWriter(mlflow.MlflowClient(uri), folder, "file", uri, pool, rng, 50)
-    experiment_id = writer.experiment(CLASSIFICATION)
-    for spec in writer.run_specs(runs):
-        writer.classification_run(experiment_id, spec)
+    for index in range(experiments):
+        name = CLASSIFICATION if index == 0 else f"{CLASSIFICATION} {index + 1}"
+        experiment_id = writer.experiment(name)
+        for spec in writer.run_specs(runs):
+            writer.classification_run(experiment_id, spec)
     writer.imputation_runs(imputation_runs, 40, 200)
     return writer.write_subject_map()
 
@@ -543,7 +547,9 @@ def run_e2e(args: argparse.Namespace) -> int:
                 stack.log("store").open("w") as sink,
                 contextlib.redirect_stdout(sink),
             ):  # MLflow prints a link per run
-                subject_map = write_store(uri, workdir / "demo", args.runs, args.imputation_runs)
+                subject_map = write_store(
+                    uri, workdir / "demo", args.runs, args.imputation_runs, args.experiments
+                )
             outcome.note(store_s=round(time.monotonic() - began, 1))
             database = workdir / "results" / "results.duckdb"
             settings = Settings(
@@ -777,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e2e = sub.add_parser("e2e", help="the loopback end-to-end scenario (.ci/distributed)")
     e2e.add_argument("--runs", type=int, default=24, help="classification runs in the store")
     e2e.add_argument("--imputation-runs", type=int, default=4)
+    e2e.add_argument("--experiments", type=int, default=1, help="classification experiments")
     e2e.add_argument("--workers", type=int, default=2)
     e2e.add_argument(
         "--kill-after",

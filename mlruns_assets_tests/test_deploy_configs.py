@@ -110,6 +110,7 @@ def test_the_celery_instance_launches_on_redis(tmp_path: Path) -> None:
     # The daemon asks the result backend for a run's health: rpc:// would not serve it.
     assert checked["backend"] == ENVIRONMENT["DAGSTER_CELERY_BACKEND_URL"]
     assert checked["config_source"]["worker_prefetch_multiplier"] == 1
+    assert checked["config_source"]["worker_disable_prefetch"] is True
     assert checked["config_source"]["task_acks_late"] is False
 
 
