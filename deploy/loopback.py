@@ -610,6 +610,20 @@ def run_e2e(args: argparse.Namespace) -> int:
                     ]
                     outcome.note(refill_backfills=",".join(statuses))
                 outcome.note(refilled=sum(len(m) for _, m in refill))
+                # Throughput: from the first run's start to the last run's end (the backfill's
+                # own status lags behind its daemon's iterations).
+                spans = [
+                    (r.start_time, r.end_time)
+                    for r in instance.get_run_records()
+                    if r.start_time is not None and r.end_time is not None
+                ]
+                if spans:
+                    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+                    outcome.note(
+                        runs_span_s=round(last - first, 1),
+                        partitions_per_s=round(partitions / (last - first), 2),
+                        run_seconds_sum=round(sum(e - s for s, e in spans), 1),
+                    )
                 missing = sum(len(missing_partitions(instance, k, p)) for k, p in targets)
                 if missing:
                     raise LoopbackError(f"{missing} partitions never materialized")
