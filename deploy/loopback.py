@@ -594,6 +594,9 @@ def run_e2e(args: argparse.Namespace) -> int:
                 launched = time.monotonic()
                 backfills = [launch_backfill(gql, k, p) for k, p in targets]
                 kill_a_worker_mid_run(stack, instance, workers, args, outcome)
+                if args.restart_redis:
+                    # Broker and result backend gone for a moment while runs are in flight.
+                    outcome.note(redis_restart_s=round(stack.restart_redis(), 1))
                 statuses = [
                     wait_backfill(gql, b, args.timeout, stack, instance, outcome) for b in backfills
                 ]
@@ -806,6 +809,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="kill a worker once its run committed this many partitions (0: never)",
     )
     e2e.add_argument("--stall-timeout", type=float, default=30.0)
+    e2e.add_argument(
+        "--restart-redis", action="store_true", help="restart Redis right after the kill"
+    )
     e2e.add_argument("--timeout", type=float, default=600.0, help="per wait, in seconds")
     e2e.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
     e2e.add_argument("--verbose", "-v", action="store_true", help="each step's figures on stderr")
