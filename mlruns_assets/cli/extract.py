@@ -30,6 +30,7 @@ from mlruns_assets.defs.partitions import (
     range_tags,
 )
 from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.defs.resources import build_warehouse
 from mlruns_assets.defs.stall_sensor import fail_orphaned_runs
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.interrupts import (
@@ -115,7 +116,7 @@ def run_extract(
     config = with_kinds(config, store, experiments)  # configured, else from the runs' artifacts
     defs = build_definitions(config, experiments)
     summary = ExtractSummary()
-    database_id = open_database_id(database, create=not dry_run)
+    database_id = open_database_id(build_warehouse(config), create=not dry_run)
     with open_instance(home) as instance:
         if not dry_run:
             # Runs left STARTED by an earlier extract that was killed would show as in progress
@@ -185,7 +186,8 @@ def extract_command(
         return 0
     for line in summary.lines():
         click.echo(line)
-    click.echo(f"database: {Path(settings.database).resolve()}")
+    where = settings.warehouse_url if settings.warehouse else Path(settings.database).resolve()
+    click.echo(f"database: {where}")
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return 1 if summary.failed else 0

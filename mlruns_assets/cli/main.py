@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("extract", "list what extract would do and why, changing nothing"),
     "ui": ("ui", "start the web UI on the persistent Dagster instance"),
     "check": ("check", "run every asset check against a results database"),
+    "export": ("export", "copy a DuckLake warehouse into one DuckDB file, to share"),
     "subject-map": ("subject_map", "build or extend the private re-anonymization map"),
     "demo": ("demo", "write a demo MLflow tracking store"),
     "tables": ("tables", "print the reference of every table (Markdown)"),

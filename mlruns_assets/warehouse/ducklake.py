@@ -1,0 +1,173 @@
+"""The DuckLake warehouse: a catalog in Postgres, Parquet data files in a folder or on S3.
+
+A connection is an in-memory DuckDB with the catalog attached as ``lake`` and made the default
+(``USE lake``), so the writer's and the checks' SQL runs unchanged: each experiment a schema,
+each partition one transaction. Several processes write at once; DuckLake commits optimistically,
+and a transaction that touched what another one committed meanwhile fails with a write conflict
+(``is_write_conflict``): the writer retries the whole transaction.
+
+The extensions (``ducklake``, ``postgres_scanner``, ``httpfs`` for S3) are found in this order:
+the ``duckdb-extension-*`` wheels of the ``ducklake`` extra built for the running DuckDB; the
+configured extension folder (``--duckdb-extensions``, for machines without the network); DuckDB's
+own ``INSTALL`` from its extension repository (deploy/DUCKLAKE.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mlruns_assets.runtime.errors import UsageError
+from mlruns_assets.runtime.warehouse_url import WarehouseUrl
+
+CATALOG = "lake"
+# Extension name -> the package of the wheel that ships it.
+WHEELS = {
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "ducklake": "duckdb_extension_ducklake",
+    "httpfs": "duckdb_extension_httpfs",
+}
+_CONFLICT_MARKERS = ("transaction conflict", "write-write conflict", "conflict on tuple")
+# Standard AWS variables: the S3 secret for a data path on S3 (an endpoint for a local S3).
+_S3_ENV = {
+    "KEY_ID": "AWS_ACCESS_KEY_ID",
+    "SECRET": "AWS_SECRET_ACCESS_KEY",
+    "REGION": "AWS_DEFAULT_REGION",
+    "ENDPOINT": "AWS_ENDPOINT_URL",
+}
+
+
+class WarehouseUnavailable(UsageError):
+    """The DuckLake warehouse cannot be opened: one line naming what and why."""
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """A DuckLake commit refused because another transaction changed the same data first."""
+    return isinstance(exc, duckdb.Error) and any(m in str(exc).lower() for m in _CONFLICT_MARKERS)
+
+
+def _wheel_file(name: str) -> Path | None:
+    try:
+        module = importlib.import_module(WHEELS[name])
+    except ImportError:
+        return None
+    folder = Path(module.__file__ or "").parent
+    found = folder / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    return found if found.is_file() else None
+
+
+def load_extension(conn: duckdb.DuckDBPyConnection, name: str, directory: str | None) -> None:
+    """Load an extension from its wheel, else the extension folder, else DuckDB's repository;
+    one line naming each place tried when none has it."""
+    tried: list[str] = []  # bounded: three places
+    wheel = _wheel_file(name)
+    if wheel is not None:
+        conn.execute(f"LOAD '{wheel}'")
+        return
+    tried.append(f"no {WHEELS[name]} wheel for DuckDB {duckdb.__version__}")
+    if directory:
+        candidate = Path(directory) / f"{name}.duckdb_extension"
+        if candidate.is_file():
+            conn.execute(f"LOAD '{candidate}'")
+            return
+        tried.append(f"not in {directory}")
+    try:
+        conn.execute(f"INSTALL {name}")
+        conn.execute(f"LOAD {name}")
+    except duckdb.Error as exc:
+        tried.append(f"INSTALL failed: {str(exc).splitlines()[0]}")
+        raise WarehouseUnavailable(
+            f"DuckDB extension {name!r} cannot be loaded ({'; '.join(tried)}); install the "
+            "ducklake extra (uv sync --extra ducklake) or see deploy/DUCKLAKE.md"
+        ) from None
+
+
+def _s3_secret(conn: duckdb.DuckDBPyConnection, environ: Mapping[str, str]) -> None:
+    """An S3 secret from the standard AWS variables; with none set, DuckDB's own lookup."""
+    given = {k: environ[v] for k, v in _S3_ENV.items() if environ.get(v)}
+    if not given:
+        conn.execute("CREATE SECRET (TYPE s3, PROVIDER credential_chain)")
+        return
+    endpoint = given.pop("ENDPOINT", "")
+    options = [f"{k} '{v}'" for k, v in given.items()]
+    if endpoint:  # a local S3 (moto, MinIO): path-style URLs, TLS as the endpoint says
+        host = endpoint.split("://", 1)[-1].rstrip("/")
+        use_ssl = "true" if endpoint.startswith("https://") else "false"
+        options += [f"ENDPOINT '{host}'", "URL_STYLE 'path'", f"USE_SSL {use_ssl}"]
+    conn.execute(f"CREATE SECRET (TYPE s3, {', '.join(options)})")
+
+
+def connect(
+    url: WarehouseUrl,
+    *,
+    read_only: bool = False,
+    config: Mapping[str, Any] | None = None,
+    extension_directory: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> duckdb.DuckDBPyConnection:
+    """A connection with the DuckLake catalog attached as the default database; a
+    ``WarehouseUnavailable`` naming the catalog and the cause when it cannot be. ``environ``
+    holds the S3 credentials of a data path on S3 (the AWS SDK's standard variables)."""
+    conn = duckdb.connect(config=dict(config or {}))
+    try:
+        directory = extension_directory
+        for name in ("postgres_scanner", "ducklake", *(("httpfs",) if url.data_on_s3 else ())):
+            load_extension(conn, name, directory)
+        if url.data_on_s3:
+            _s3_secret(conn, environ)
+        else:
+            Path(url.data_path).mkdir(parents=True, exist_ok=True)
+        catalog = url.catalog.replace("'", "''")
+        data = url.data_path.replace("'", "''")
+        mode = ", READ_ONLY" if read_only else ""
+        try:
+            conn.execute(
+                f"ATTACH 'ducklake:postgres:{catalog}' AS {CATALOG} (DATA_PATH '{data}'{mode})"
+            )
+        except duckdb.Error as exc:
+            cause = " ".join(str(exc).split())
+            raise WarehouseUnavailable(f"DuckLake catalog {url}: {cause}") from None
+        conn.execute(f"USE {CATALOG}")
+        return conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def data_files(conn: duckdb.DuckDBPyConnection) -> int:
+    """Parquet data files the catalog's current snapshot reads (all tables)."""
+    row = conn.execute(
+        f"SELECT count(*) FROM __ducklake_metadata_{CATALOG}.ducklake_data_file "
+        "WHERE end_snapshot IS NULL"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def compact(conn: duckdb.DuckDBPyConnection, keep: str = "0 seconds") -> tuple[int, int]:
+    """Merge small adjacent data files, then delete the files that no snapshot younger than
+    ``keep`` (an interval) reads: (data files before, after). Older snapshots go: time travel
+    is not a feature here."""
+    before = data_files(conn)
+    conn.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')")
+    conn.execute(
+        f"CALL ducklake_expire_snapshots('{CATALOG}', older_than => now() - INTERVAL '{keep}')"
+    )
+    conn.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)")
+    return before, data_files(conn)
+
+
+def export(conn: duckdb.DuckDBPyConnection, out: Path, skip: Iterable[str] = ()) -> None:
+    """Copy every schema and table of the catalog into a new DuckDB file ``out``."""
+    target = str(out).replace("'", "''")
+    conn.execute(f"ATTACH '{target}' AS export_target")
+    try:
+        conn.execute(f"COPY FROM DATABASE {CATALOG} TO export_target")
+        for table in skip:
+            conn.execute(f"DROP TABLE IF EXISTS export_target.main.{table}")
+    finally:
+        conn.execute("DETACH export_target")
