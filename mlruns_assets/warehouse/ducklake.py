@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from mlruns_assets.runtime.errors import UsageError
 from mlruns_assets.runtime.warehouse_url import WarehouseUrl
 
 CATALOG = "lake"
+INIT_ATTEMPTS = 5
 # Extension name -> the package of the wheel that ships it.
 WHEELS = {
     "postgres_scanner": "duckdb_extension_postgres_scanner",
@@ -52,6 +55,8 @@ def is_write_conflict(exc: BaseException) -> bool:
 
 
 def _wheel_file(name: str) -> Path | None:
+    if name not in WHEELS:
+        return None
     try:
         module = importlib.import_module(WHEELS[name])
     except ImportError:
@@ -69,7 +74,8 @@ def load_extension(conn: duckdb.DuckDBPyConnection, name: str, directory: str | 
     if wheel is not None:
         conn.execute(f"LOAD '{wheel}'")
         return
-    tried.append(f"no {WHEELS[name]} wheel for DuckDB {duckdb.__version__}")
+    package = WHEELS.get(name, f"duckdb_extension_{name}")
+    tried.append(f"no {package} wheel for DuckDB {duckdb.__version__}")
     if directory:
         candidate = Path(directory) / f"{name}.duckdb_extension"
         if candidate.is_file():
@@ -125,13 +131,18 @@ def connect(
         catalog = url.catalog.replace("'", "''")
         data = url.data_path.replace("'", "''")
         mode = ", READ_ONLY" if read_only else ""
-        try:
-            conn.execute(
-                f"ATTACH 'ducklake:postgres:{catalog}' AS {CATALOG} (DATA_PATH '{data}'{mode})"
-            )
-        except duckdb.Error as exc:
-            cause = " ".join(str(exc).split())
-            raise WarehouseUnavailable(f"DuckLake catalog {url}: {cause}") from None
+        attach = f"ATTACH 'ducklake:postgres:{catalog}' AS {CATALOG} (DATA_PATH '{data}'{mode})"
+        for attempt in range(INIT_ATTEMPTS):
+            try:
+                conn.execute(attach)
+                break
+            except duckdb.Error as exc:
+                cause = " ".join(str(exc).split())
+                # Two processes creating a new catalog at once: one finds the other's tables.
+                if "already exists" in cause and attempt < INIT_ATTEMPTS - 1:
+                    time.sleep(random.uniform(0.1, 0.5))
+                    continue
+                raise WarehouseUnavailable(f"DuckLake catalog {url}: {cause}") from None
         conn.execute(f"USE {CATALOG}")
         return conn
     except BaseException:
