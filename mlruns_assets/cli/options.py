@@ -82,6 +82,9 @@ def store_options(func: F) -> F:
         setting_option(
             "hold_connection_seconds", "--hold-connection-seconds", type=click.FloatRange(min=0)
         ),
+        setting_option(
+            "compact_every_partitions", "--compact-every-partitions", type=click.IntRange(min=0)
+        ),
         click.option(
             "--dagster-home",
             type=click.Path(file_okay=False, path_type=Path),

@@ -13,6 +13,7 @@ from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets.warehouse.duckdb_writer import database_file_problem
+from mlruns_assets.warehouse.ducklake import WarehouseNotCreated
 from mlruns_assets.warehouse.identity import read_database_id
 
 
@@ -44,8 +45,11 @@ def check_ducklake(config: Settings, *, dry_run: bool) -> None:
     from mlruns_assets.defs.resources import build_warehouse
 
     warehouse = build_warehouse(config)
-    with warehouse.get_connection(read_only=dry_run) as conn:
-        read_database_id(conn)
+    try:
+        with warehouse.get_connection(read_only=dry_run) as conn:
+            read_database_id(conn)
+    except WarehouseNotCreated:  # it answers; nothing extracted into it yet
+        return
 
 
 def preflight(

@@ -287,9 +287,15 @@ class DuckDBWarehouse(DuckDBResource):
         return parse_warehouse(self.warehouse or f"duckdb:{self.database}")
 
     def exists(self) -> bool:
-        """Whether there is a warehouse to read: the file exists (a DuckLake catalog is
-        created by its first connection)."""
-        return self.url.is_ducklake or Path(self.database).exists()
+        """Whether there is a warehouse to read: the file exists, or the DuckLake catalog has
+        been created (by a first connection that may write)."""
+        if not self.url.is_ducklake:
+            return Path(self.database).exists()
+        try:
+            self.open_connection(read_only=True).close()
+        except ducklake.WarehouseNotCreated:
+            return False
+        return True
 
     @contextmanager
     def get_connection(

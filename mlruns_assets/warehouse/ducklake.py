@@ -29,6 +29,7 @@ from mlruns_assets.runtime.warehouse_url import WarehouseUrl
 
 CATALOG = "lake"
 INIT_ATTEMPTS = 5
+_NOT_CREATED = "creating a new DuckLake is explicitly disabled"
 # Extension name -> the package of the wheel that ships it.
 WHEELS = {
     "postgres_scanner": "duckdb_extension_postgres_scanner",
@@ -47,6 +48,10 @@ _S3_ENV = {
 
 class WarehouseUnavailable(UsageError):
     """The DuckLake warehouse cannot be opened: one line naming what and why."""
+
+
+class WarehouseNotCreated(WarehouseUnavailable):
+    """Opened for reading, the catalog has not been created yet (nothing extracted into it)."""
 
 
 def is_write_conflict(exc: BaseException) -> bool:
@@ -142,7 +147,8 @@ def connect(
                 if "already exists" in cause and attempt < INIT_ATTEMPTS - 1:
                     time.sleep(random.uniform(0.1, 0.5))
                     continue
-                raise WarehouseUnavailable(f"DuckLake catalog {url}: {cause}") from None
+                error = WarehouseNotCreated if _NOT_CREATED in cause else WarehouseUnavailable
+                raise error(f"DuckLake catalog {url}: {cause}") from None
         conn.execute(f"USE {CATALOG}")
         return conn
     except BaseException:

@@ -62,6 +62,9 @@ def test_extract_into_ducklake_equals_a_file_and_the_checkpoint_holds(
 ) -> None:
     warehouse = new_warehouse()
     partitions = len(demo.good_run_ids) + len(demo.imputation_run_ids)
+    status = ["status", *_extract(demo, warehouse, tmp_path / "home")[1:]]
+    code, output = run_cli(*status)  # a catalog not created yet: everything to do
+    assert code == 0 and f"{partitions} to extract, 0 up to date" in output, output
     code, output = run_cli(*_extract(demo, warehouse, tmp_path / "home"))
     assert code == 0, output
     assert f"materialized {partitions}, skipped 0" in output, output
