@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import random
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +31,9 @@ from mlruns_assets.runtime.warehouse_url import WarehouseUrl
 CATALOG = "lake"
 INIT_ATTEMPTS = 5
 _NOT_CREATED = "creating a new DuckLake is explicitly disabled"
+# One attached instance per process and warehouse (``connect``).
+_INSTANCES: dict[tuple[object, ...], duckdb.DuckDBPyConnection] = {}
+_INSTANCES_LOCK = threading.Lock()
 # Extension name -> the package of the wheel that ships it.
 WHEELS = {
     "postgres_scanner": "duckdb_extension_postgres_scanner",
@@ -39,10 +43,10 @@ WHEELS = {
 _CONFLICT_MARKERS = ("transaction conflict", "write-write conflict", "conflict on tuple")
 # Standard AWS variables: the S3 secret for a data path on S3 (an endpoint for a local S3).
 _S3_ENV = {
-    "KEY_ID": "AWS_ACCESS_KEY_ID",
-    "SECRET": "AWS_SECRET_ACCESS_KEY",
-    "REGION": "AWS_DEFAULT_REGION",
-    "ENDPOINT": "AWS_ENDPOINT_URL",
+    "KEY_ID": ("AWS_ACCESS_KEY_ID",),
+    "SECRET": ("AWS_SECRET_ACCESS_KEY",),
+    "REGION": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "ENDPOINT": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
 }
 
 
@@ -100,7 +104,10 @@ def load_extension(conn: duckdb.DuckDBPyConnection, name: str, directory: str | 
 
 def _s3_secret(conn: duckdb.DuckDBPyConnection, environ: Mapping[str, str]) -> None:
     """An S3 secret from the standard AWS variables; with none set, DuckDB's own lookup."""
-    given = {k: environ[v] for k, v in _S3_ENV.items() if environ.get(v)}
+    found = {
+        k: next((environ[v] for v in names if environ.get(v)), "") for k, names in _S3_ENV.items()
+    }
+    given = {k: v for k, v in found.items() if v}
     if not given:
         conn.execute("CREATE SECRET (TYPE s3, PROVIDER credential_chain)")
         return
@@ -123,12 +130,34 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A connection with the DuckLake catalog attached as the default database; a
     ``WarehouseUnavailable`` naming the catalog and the cause when it cannot be. ``environ``
-    holds the S3 credentials of a data path on S3 (the AWS SDK's standard variables)."""
+    holds the S3 credentials of a data path on S3 (the AWS SDK's standard variables).
+
+    Loading the extensions and attaching the catalog cost 0.3-1 s, so each process attaches
+    once and hands out cursors (connections of their own, transactions apart) of that
+    instance; closing one leaves the instance attached."""
+    key = (os.getpid(), str(url), url.catalog, read_only, extension_directory,
+           tuple(sorted((config or {}).items())))  # fmt: skip
+    with _INSTANCES_LOCK:
+        instance = _INSTANCES.get(key)
+        if instance is None:
+            instance = _attach(url, read_only, config, extension_directory, environ)
+            _INSTANCES[key] = instance
+    cursor = instance.cursor()
+    cursor.execute(f"USE {CATALOG}")
+    return cursor
+
+
+def _attach(
+    url: WarehouseUrl,
+    read_only: bool,
+    config: Mapping[str, Any] | None,
+    extension_directory: str | None,
+    environ: Mapping[str, str],
+) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(config=dict(config or {}))
     try:
-        directory = extension_directory
         for name in ("postgres_scanner", "ducklake", *(("httpfs",) if url.data_on_s3 else ())):
-            load_extension(conn, name, directory)
+            load_extension(conn, name, extension_directory)
         if url.data_on_s3:
             _s3_secret(conn, environ)
         else:
@@ -140,7 +169,7 @@ def connect(
         for attempt in range(INIT_ATTEMPTS):
             try:
                 conn.execute(attach)
-                break
+                return conn
             except duckdb.Error as exc:
                 cause = " ".join(str(exc).split())
                 # Two processes creating a new catalog at once: one finds the other's tables.
@@ -149,8 +178,7 @@ def connect(
                     continue
                 error = WarehouseNotCreated if _NOT_CREATED in cause else WarehouseUnavailable
                 raise error(f"DuckLake catalog {url}: {cause}") from None
-        conn.execute(f"USE {CATALOG}")
-        return conn
+        raise AssertionError("unreachable")
     except BaseException:
         conn.close()
         raise

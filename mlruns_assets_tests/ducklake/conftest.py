@@ -71,3 +71,17 @@ def file_extract(tmp_path_factory: pytest.TempPathFactory, demo: DemoStore) -> E
     )
     assert extracted.exit_code == 0, extracted.output
     return extracted
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(postgres: Postgres) -> str:
+    """A bucket on a moto S3 server on loopback (deploy/loopback.py's, stopped with Postgres);
+    the AWS variables that reach it are set in this process."""
+    import boto3
+
+    postgres.stack.start_s3()
+    endpoint = f"http://127.0.0.1:{postgres.stack.ports['s3']}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+        Bucket="ducklake"
+    )
+    return "ducklake"

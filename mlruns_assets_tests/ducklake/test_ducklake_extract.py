@@ -151,3 +151,25 @@ def test_a_bad_warehouse_is_one_line_naming_it_and_exit_2(
         assert expected in lines[0], lines[0]
     code, output = run_cli("check", "--warehouse", next(iter(bad)))
     assert code == 2 and "DuckLake catalog" in output, output
+
+
+def test_extract_with_the_data_on_s3_equals_a_file(
+    demo: DemoStore,
+    file_extract: Extracted[DemoStore],
+    postgres: Postgres,
+    s3_bucket: str,
+    tmp_path: Path,
+) -> None:
+    import boto3
+
+    warehouse = postgres.warehouse(f"lake_s3_{tmp_path.name[-8:]}", tmp_path)
+    warehouse = warehouse.split("?data_path=")[0] + f"?data_path=s3://{s3_bucket}/lake/"
+    code, output = run_cli(*_extract(demo, warehouse, tmp_path / "home"))
+    assert code == 0, output
+    endpoint = f"http://127.0.0.1:{postgres.stack.ports['s3']}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix="lake/")
+    assert any(o["Key"].endswith(".parquet") for o in listed.get("Contents", [])), listed
+    out = tmp_path / "results.duckdb"
+    _export(warehouse, out)
+    _same_rows(out, file_extract.database)

@@ -4,15 +4,16 @@ and writers creating the database id at once agree on one."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
 import pytest
 
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse, replace_partition
-from mlruns_assets.warehouse.identity import IDENTITY_TABLE, ensure_database_id
+from mlruns_assets.warehouse.identity import IDENTITY_TABLE
 from mlruns_assets.warehouse.tables import TableSpec
 
 pytestmark = pytest.mark.ducklake
@@ -101,18 +102,27 @@ def test_compaction_after_n_partitions_merges_the_small_files(
     assert sum(_counts(warehouse).values()) == every * 200
 
 
-def test_writers_creating_the_database_id_at_once_agree_on_one(
+MAKE_ID = """
+import sys
+from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
+from mlruns_assets.warehouse.identity import ensure_database_id
+with DuckDBWarehouse(database="", warehouse=sys.argv[1]).get_connection() as conn:
+    print(ensure_database_id(conn))
+"""
+
+
+def test_processes_creating_the_database_id_at_once_agree_on_one(
     new_warehouse: Callable[[], str],
 ) -> None:
-    warehouse = DuckDBWarehouse(database="", warehouse=new_warehouse())
-
-    def make_id(_: int) -> str:
-        with warehouse.get_connection() as conn:
-            return ensure_database_id(conn)
-
-    with ThreadPoolExecutor(4) as pool:
-        ids = set(pool.map(make_id, range(4)))
+    warehouse = new_warehouse()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", MAKE_ID, warehouse], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    ids = {proc.communicate(timeout=120)[0].decode().strip() for proc in procs}
+    assert [p.returncode for p in procs] == [0] * 4
     assert len(ids) == 1
-    with warehouse.get_connection(read_only=True) as conn:
+    lake = DuckDBWarehouse(database="", warehouse=warehouse)
+    with lake.get_connection(read_only=True) as conn:
         row = conn.execute(f"SELECT count(*) FROM main.{IDENTITY_TABLE}").fetchone()
     assert row == (1,)
