@@ -357,8 +357,18 @@ class DuckDBWarehouse(DuckDBResource):
             writer.close()
 
     def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:
-        with self.get_connection() as conn:
-            delete_partitions(conn, schema_name, specs, run_ids)
+        """Remove the runs' rows in one transaction (retried whole after a DuckLake write
+        conflict, as a partition's)."""
+        for attempt in range(self.conflict_retries + 1):
+            try:
+                with self.get_connection() as conn:
+                    delete_partitions(conn, schema_name, specs, run_ids)
+                return
+            except duckdb.Error as exc:
+                if not ducklake.is_write_conflict(exc) or attempt == self.conflict_retries:
+                    raise
+            cap = min(CONFLICT_CAP_SECONDS, CONFLICT_BASE_SECONDS * 2 ** (attempt + 1))
+            time.sleep(random.uniform(0, cap))
 
 
 class PartitionWriter:
