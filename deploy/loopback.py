@@ -381,11 +381,32 @@ def _http_ok(url: str) -> bool:
         return bool(response.status == 200)
 
 
+# What the web server answers while Postgres is away or just back: it holds one connection per
+# storage, and the first query on a connection the restart closed fails (SQLAlchemy then drops
+# the pool's connections, the next query reconnects).
+POSTGRES_GONE = ("OperationalError", "too many retries for DB connection")
+
+
 @dataclass(frozen=True)
 class GraphQL:
     url: str
+    # Queries answered with a Postgres connection error and asked again (a user's refresh).
+    retried: list[str] = field(default_factory=list)
 
-    def __call__(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, patience: float = 60.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._ask(query, variables)
+            except LoopbackError as exc:
+                if not any(s in str(exc) for s in POSTGRES_GONE) or time.monotonic() > deadline:
+                    raise
+                self.retried.append(str(exc)[:200])
+                time.sleep(1.0)
+
+    def _ask(self, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(
             self.url, data=body, headers={"Content-Type": "application/json"}
@@ -611,8 +632,8 @@ def run_e2e(args: argparse.Namespace) -> int:
                     # Broker and result backend gone for a moment while runs are in flight.
                     outcome.note(redis_restart_s=round(stack.restart_redis(), 1))
                 if args.restart_postgres:
-                    # The instance gone while a run is writing its events: longer than
-                    # dagster-postgres's connection retries (~6 s) unless --postgres-down says.
+                    # The instance gone while a run is writing its events, by default longer
+                    # than dagster-postgres's connection retries (~12 s): writes fail for real.
                     in_flight = wait_run_in_flight(stack, instance, args.timeout)
                     outcome.note(
                         postgres_restart_run=in_flight[:8],
@@ -663,7 +684,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                     by_status[value] = by_status.get(value, 0) + 1
                 outcome.note(runs=json.dumps(by_status, separators=(",", ":")))
                 slots = held_slots(instance)
-                outcome.note(pool_slots_held=slots)
+                outcome.note(pool_slots_held=slots, graphql_retried=len(gql.retried))
                 if slots:
                     raise LoopbackError(f"{slots} concurrency slots still held after the runs")
             if old_home is None:
@@ -797,7 +818,7 @@ def wait_run_in_flight(stack: Stack, instance: Any, timeout: float) -> str:
     """The id of an extraction run that has committed a partition and is still running."""
     import dagster as dg
 
-    from mlruns_assets.runtime.worker import WORKER_TAG
+    from mlruns_assets.runtime.worker import WORKER_TAG, live_process, parse_worker_tag
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -806,7 +827,8 @@ def wait_run_in_flight(stack: Stack, instance: Any, timeout: float) -> str:
             dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
         ):
             run = record.dagster_run
-            if WORKER_TAG not in run.tags:
+            worker = parse_worker_tag(run.tags.get(WORKER_TAG))
+            if worker is None or live_process(worker) is None:  # not yet, or the killed one
                 continue
             committed = instance.get_records_for_run(
                 run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1
@@ -919,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stop Postgres (fast shutdown) while a run is writing, start it again",
     )
     e2e.add_argument(
-        "--postgres-down", type=float, default=10.0, help="seconds Postgres stays down"
+        "--postgres-down", type=float, default=20.0, help="seconds Postgres stays down"
     )
     e2e.add_argument("--timeout", type=float, default=600.0, help="per wait, in seconds")
     e2e.add_argument(
