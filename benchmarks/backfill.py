@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,10 @@ def run_backfill(
         instance.add_dynamic_partitions(partitions_def_name(experiment), plan.to_add)
     partition_keys = list(plan.to_add)
 
-    env = {**os.environ, **config.to_env(), "DAGSTER_HOME": str(home)}
+    # The figures sensor would draw curves during the measurement, competing for the cores,
+    # the run queue and the database lock: the backfill is timed alone.
+    figures_paused = replace(config, pause_figures=True)
+    env = {**os.environ, **figures_paused.to_env(), "DAGSTER_HOME": str(home)}
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     gql = GraphQL(f"http://127.0.0.1:{port}/graphql")

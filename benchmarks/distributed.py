@@ -1,14 +1,17 @@
 """Scale-out figures (issue #17) on a loopback Postgres started by deploy/loopback.py.
 
-- Dagster event cost: ``report_engine_event`` per event on SQLite instance storage (the
-  single-machine default) and on Postgres storage (deploy/dagster.yaml's storage).
+- Dagster event cost: ``report_engine_event`` per event on Dagster's stock SQLite storage, on
+  the project's kept-connection SQLite storage (mlruns_assets/dagster.yaml, the single-machine
+  default) and on Postgres storage (deploy/dagster.yaml's storage).
 - Partition-status query time at 10,000 and 50,000 dynamic partitions, every one materialized
   (written with the Postgres event log's batch insert): ``get_materialized_partitions`` and the
   UI's partition status (``get_and_update_asset_status_cache_value``), cold and cached.
+- With ``--throughput``: the loopback deployment (deploy/loopback.py e2e, no fault, figures
+  sensor paused) with one Celery worker, then two; extraction runs' span (first start to last
+  end) and the ratio. Each takes a few minutes.
 
-Usage: ``uv run python benchmarks/distributed.py --out benchmarks/results/distributed.json``.
-Throughput with one and two Celery workers comes from ``deploy/loopback.py e2e --workers N
---kill-after 0`` (its backfill time).
+Usage: ``uv run python benchmarks/distributed.py [--throughput] --out
+benchmarks/results/distributed.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +34,11 @@ from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializa
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "deploy"))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "deploy"))
 from loopback import running_stack  # noqa: E402
 
-PROJECT_INSTANCE = Path(__file__).resolve().parent.parent / "mlruns_assets" / "dagster.yaml"
+PROJECT_INSTANCE = REPO / "mlruns_assets" / "dagster.yaml"
 
 
 def postgres_instance(home: Path, port: int, db: str) -> dg.DagsterInstance:
@@ -46,9 +51,11 @@ def postgres_instance(home: Path, port: int, db: str) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def sqlite_instance(home: Path) -> dg.DagsterInstance:
+def sqlite_instance(home: Path, *, kept: bool) -> dg.DagsterInstance:
+    """The project's instance (kept connections) or Dagster's stock SQLite storage."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(PROJECT_INSTANCE.read_text())
+    config = PROJECT_INSTANCE.read_text() if kept else "telemetry:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(config)
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -132,10 +139,37 @@ def partition_status(instance: dg.DagsterInstance, n: int, batch: int = 1000) ->
     }
 
 
+def throughput(runs: int, experiments: int) -> dict[str, Any]:
+    """The loopback deployment with 1 then 2 Celery workers: extraction runs' span and ratio."""
+    report: dict[str, Any] = {"runs_per_experiment": runs, "experiments": experiments}
+    for workers in (1, 2):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            cmd = [sys.executable, str(REPO / "deploy" / "loopback.py"), "e2e",
+                   "--runs", str(runs), "--experiments", str(experiments), "--kill-after", "0",
+                   "--workers", str(workers), "--pause-figures", "--json", out.name]  # fmt: skip
+            load = os.getloadavg()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            figures = json.loads(Path(out.name).read_text() or "{}")
+        if done.returncode != 0:
+            raise SystemExit(f"loopback with {workers} worker(s) failed: {done.stdout[-500:]}")
+        report[f"workers_{workers}"] = {
+            "partitions": figures["partitions"],
+            "runs_span_s": figures["runs_span_s"],
+            "partitions_per_s": figures["partitions_per_s"],
+            "run_seconds_sum": figures["run_seconds_sum"],
+            "loadavg_before": load,
+        }
+    report["ratio"] = report["workers_1"]["runs_span_s"] / report["workers_2"]["runs_span_s"]
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--partitions", type=int, nargs="*", default=[10_000, 50_000])
+    parser.add_argument("--throughput", action="store_true", help="also 1 vs 2 Celery workers")
+    parser.add_argument("--throughput-runs", type=int, default=30)
+    parser.add_argument("--throughput-experiments", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report: dict[str, Any] = {"loadavg_before": os.getloadavg()}
@@ -143,11 +177,15 @@ def main() -> int:
     with running_stack(workdir) as stack:
         stack.start_postgres()
         port = stack.ports["postgres"]
-        with sqlite_instance(workdir / "sqlite_home") as sqlite:
-            report["event_cost_sqlite"] = event_cost(sqlite, args.events)
+        with sqlite_instance(workdir / "stock_home", kept=False) as stock:
+            report["event_cost_sqlite_stock"] = event_cost(stock, args.events)
+        with sqlite_instance(workdir / "sqlite_home", kept=True) as sqlite:
+            report["event_cost_sqlite_kept"] = event_cost(sqlite, args.events)
         with postgres_instance(workdir / "pg_home", port, "dagster") as pg:
             report["event_cost_postgres"] = event_cost(pg, args.events)
             report["partition_status_postgres"] = [partition_status(pg, n) for n in args.partitions]
+    if args.throughput:
+        report["throughput_celery"] = throughput(args.throughput_runs, args.throughput_experiments)
     report["loadavg_after"] = os.getloadavg()
     text = json.dumps(report, indent=2)
     print(text)

@@ -8,6 +8,14 @@ MLflow and Dagster itself, would put a floor of its own size under every figure.
 therefore runs under ``_WRAPPER``, a bare ``python -S`` process (about 5 MB) that forks, execs
 the command and reports the ``wait4`` figures; ``measurement_floor()`` reports that floor.
 
+``ru_maxrss`` is one process's peak, never a sum: ``extract --workers N`` runs its workers in
+processes forked from a multiprocessing fork server (a child of the command), so the command's
+figure would miss them. ``run_measured(..., tree=True)`` therefore also polls the wrapper's
+descendants (``psutil`` ``children(recursive=True)``, every ``tree_interval_s``) and keeps the
+peak of their summed RSS, of their summed PSS (``/proc/PID/smaps_rollup``: pages shared after
+the fork counted once, split between the sharers) and the sum of each process's own VmHWM
+(an upper bound: the peaks need not coincide). A poll can miss a spike shorter than its interval.
+
 Process trees that outlive the measurement (the Dagster daemon and its run workers) are sampled
 with psutil instead: the sum of RSS over the tree at each sample, and each process's own VmHWM
 (a per-process high-water mark, so it misses nothing while the process lives).
@@ -46,6 +54,7 @@ class ProcessResult:
     stderr: str
     load_before: float
     load_after: float
+    tree: dict[str, float] | None = None  # with ``tree=True``: see ``TreePoller``
 
     def check(self) -> ProcessResult:
         if self.returncode != 0:
@@ -77,14 +86,79 @@ sys.exit(code if code >= 0 else 128 - code)
 """
 
 
+class TreePoller:
+    """Polls the descendants of ``root_pid`` (not the root: the wrapper) in a thread."""
+
+    def __init__(self, root_pid: int, interval_s: float) -> None:
+        self.root_pid = root_pid
+        self.interval_s = interval_s
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.peak_processes = 0
+        self.hwm: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}  # user + system, last seen, per process
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_s)
+
+    def sample(self) -> None:
+        try:
+            procs = psutil.Process(self.root_pid).children(recursive=True)
+        except psutil.Error:
+            return
+        rss = pss = alive = 0
+        for proc in procs:
+            try:
+                full = proc.memory_full_info()
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            self.cpu[proc.pid] = times.user + times.system
+            rss += full.rss
+            pss += getattr(full, "pss", full.rss)
+            alive += 1
+            self.hwm[proc.pid] = max(self.hwm.get(proc.pid, 0), _vm_hwm(proc.pid))
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_processes = max(self.peak_processes, alive)
+        self.samples += 1
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {
+            "peak_rss_sum_mb": self.peak_rss / MB,
+            "peak_pss_sum_mb": self.peak_pss / MB,
+            "hwm_sum_mb": sum(self.hwm.values()) / MB,
+            "hwm_by_process_mb": sorted((v / MB for v in self.hwm.values()), reverse=True),
+            "processes_seen": len(self.hwm),
+            # CPU of every process seen, as last polled (a process's last poll can be up to
+            # one interval before it ends)
+            "cpu_s_sum": sum(self.cpu.values()),
+            "cpu_s_by_process": sorted(self.cpu.values(), reverse=True)[:8],
+            "peak_processes_at_once": self.peak_processes,
+            "samples": self.samples,
+            "interval_s": self.interval_s,
+        }
+
+
 def run_measured(
     command: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout_s: float = 3600.0,
+    tree: bool = False,
+    tree_interval_s: float = 0.05,
 ) -> ProcessResult:
-    """Run ``command`` to completion under ``_WRAPPER``: wall time, CPU time and peak RSS."""
+    """Run ``command`` to completion under ``_WRAPPER``: wall time, CPU time and peak RSS
+    (with ``tree``, also the polled figures of its whole process tree: ``TreePoller``)."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
@@ -100,11 +174,14 @@ def run_measured(
             cwd=cwd,
             start_new_session=True,
         )
+        poller = TreePoller(proc.pid, tree_interval_s) if tree else None
         try:
             returncode = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             stop_group(proc, grace_s=5.0)
             raise
+        finally:
+            tree_figures = poller.stop() if poller else None
         usage = json.loads(report.read_text()) if report.exists() else {}
         out.seek(0)
         err.seek(0)
@@ -118,6 +195,7 @@ def run_measured(
             stderr=err.read().decode(errors="replace"),
             load_before=load_before,
             load_after=os.getloadavg()[0],
+            tree=tree_figures,
         )
 
 

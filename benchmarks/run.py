@@ -1,24 +1,39 @@
-"""Benchmark harness (issue 6): the same seed-shaped store, extracted five ways in one run.
+"""Benchmark harness (issues 6 and 13): one seed-shaped store, extracted side by side in one run.
 
-    uv run python benchmarks/run.py --runs 400 --bootstraps 1000
-        --out benchmarks/results/report.json
+    .venv/bin/python benchmarks/run.py --runs 400 --bootstraps 1000
+        --out benchmarks/results/report.json [--workdir DIR [--reuse [--rerun KEYS]]]
 
 Variants, each in a fresh child process on a fresh database (peak RSS per variant):
-  (a) baseline  benchmarks/baseline_exporter.py: the original exporter's approach (REFERENCE ONLY):
-                plain pickle, row-by-row INSERTs in autocommit mode
-  (b) floor     benchmarks/floor.py: the project's extraction calls + one Arrow transaction per
-                run (replace_partition + in-transaction validation), no Dagster
-  (c) extract   ``mlruns-assets extract`` (the CLI) on a fresh database and Dagster home
-  (d) backfill  the UI's LaunchPartitionBackfill mutation against dagster-webserver, executed by
-                ``dagster-daemon run`` (benchmarks/backfill.py)
-  resume        ``mlruns-assets extract`` again on (c)'s complete database, with the store's
-                artifact folder renamed away (proves that no artifact is opened)
-plus an N sweep of (b) and (c). Peak RSS is reported above an import baseline: the peak of a
-child process that imports what the variant imports and exits.
+  floor_physical  benchmarks/floor.py --physical: runs listed and metric histories read first
+                  (not timed), then per run: the metrics pickle read from disk with the allow-list
+                  unpickler, the tables built, Arrow appends into the 11 tables and one commit
+                  per run on one DuckDB connection; no Dagster (issue 13's reference for (c))
+  b               benchmarks/floor.py: the project's extraction calls + replace_partition with
+                  in-transaction validation, no Dagster (issue 6's floor)
+  c1              ``mlruns-assets extract --workers 1`` (the console script), kept-connection
+                  Dagster storage (the project's dagster.yaml)
+  c1_stock        the same with Dagster's stock instance and SQLite storage (a home whose
+                  dagster.yaml has no ``instance_class:``, no ``storage:`` block)
+  c2              ``mlruns-assets extract --workers 2``; peak RSS of the whole process tree
+                  (the command, its fork server and the worker processes: see measure.py)
+  resume          ``mlruns-assets extract`` again on c1's complete database, with the store's
+                  artifact folder renamed away (proves that no artifact is opened)
+  a100, c100      the first extract of the first 100 runs: (a) the seed-style row-by-row
+                  exporter (benchmarks/baseline_exporter.py, REFERENCE ONLY) vs ``extract`` with
+                  its default workers, whole-process wall time (start-up included)
+  d               the UI's LaunchPartitionBackfill mutation against dagster-webserver, executed
+                  by ``dagster-daemon run`` (benchmarks/backfill.py)
+plus levers measured in one process on the same store (benchmarks/levers.py), the commit-pattern
+micro-benchmark, an N sweep of floor_physical and extract (default workers), and the signals
+benchmark (benchmarks/signals_bench.py, 20 runs x 507 subjects x 1,981 points). Peak RSS is also
+reported above an import baseline: the peak of a child process that imports what the variant
+imports and exits. Every figure carries the 1-minute load average before/after it: the machine
+is shared.
 
 Writes the JSON report to --out, and report.md / report.png beside it. Targets are reported as
 ratios, never asserted. The store and databases live in --workdir (default: a temporary folder,
-removed at the end).
+removed at the end). With --workdir and --reuse, a store written by an earlier run with the same
+settings is reused, and so is each step's saved result (steps/*.json) unless named in --rerun.
 """
 
 from __future__ import annotations
@@ -35,18 +50,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import yaml
 from measure import MB, ProcessResult, measurement_floor, run_measured
-from store import BenchStore, write_benchmark_store, write_subset_store
+from store import BenchStore, reuse_or_write_store, reuse_or_write_subset
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
-CLI = str(Path(sys.executable).parent / "mlruns-assets")
+CLI = str(Path(sys.executable).parent / "mlruns-assets")  # the installed console script
 SUMMARY = re.compile(r"materialized (\d+), skipped (\d+) .* in ([\d.]+) s")
+WORKERS = re.compile(r"\((\d+) worker processes\)")
+INSTANCE_TEMPLATE = HERE.parent / "mlruns_assets" / "dagster.yaml"
+FIRST_EXTRACT_RUNS = 100
 ESSENTIAL_NUMERIC = (
     "auroc",
     "auroc_ci_lower",
@@ -64,14 +84,6 @@ ESSENTIAL_NUMERIC = (
     "n_events",
     "prevalence",
 )
-TARGETS = {
-    "c_over_b": 1.3,
-    "a_over_c": 2.0,
-    "d_over_c": 2.0,
-    "rss_over_artifact": 3.0,
-    "rss_drift": 0.10,
-    "resume_s": 3.0,
-}
 
 
 def code_fingerprint() -> dict[str, Any]:
@@ -79,9 +91,11 @@ def code_fingerprint() -> dict[str, Any]:
     (compared at the end: other people edit the tree while benchmarks run)."""
     digest = hashlib.sha256()
     files: dict[str, str] = {}
-    for path in sorted((HERE.parent / "mlruns_assets").glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-        files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    package = HERE.parent / "mlruns_assets"
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml")):
+        name = path.relative_to(package).as_posix()
+        digest.update(name.encode() + path.read_bytes())
+        files[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
     def git(*args: str) -> str:
         try:
@@ -211,10 +225,59 @@ def run_floor(store: BenchStore, db: Path, base: Baseline) -> dict[str, Any]:
     return {**_summary(result, runs, base), "detail": detail}
 
 
+def run_physical_floor(store: BenchStore, db: Path, base: Baseline) -> dict[str, Any]:
+    result = run_measured([PY, str(HERE / "floor.py"), "--physical", *_store_args(store, db)])
+    detail = json.loads(result.check().stdout.strip().splitlines()[-1])
+    runs = detail["runs"]
+    detail["per_partition_ms"] = {
+        "total": 1000 * detail["seconds"] / max(runs, 1),
+        **{k: 1000 * v / max(runs, 1) for k, v in detail["phases_s"].items()},
+    }
+    return {**_summary(result, runs, base), "detail": detail}
+
+
+def stock_dagster_home(home: Path) -> Path:
+    """A Dagster home whose dagster.yaml is the project's without its ``instance_class:`` (the
+    kept-connection instance) and ``storage:`` blocks: Dagster's stock instance and SQLite
+    storage, everything else as configured."""
+    home.mkdir(parents=True, exist_ok=True)
+    text = INSTANCE_TEMPLATE.read_text(encoding="utf-8")
+    stock = re.sub(
+        r"^(?:instance_class|storage):\n(?:[ \t].*\n|[ \t]*\n)*", "", text, flags=re.MULTILINE
+    )
+    config = yaml.safe_load(stock) or {}
+    kept = (yaml.safe_load(text) or {}).keys() - {"instance_class", "storage"}
+    if {"instance_class", "storage"} & config.keys() or config.keys() != kept:
+        raise RuntimeError("could not remove the instance_class/storage blocks of dagster.yaml")
+    (home / "dagster.yaml").write_text(stock, encoding="utf-8")
+    return home
+
+
+def fresh(*paths: Path) -> None:
+    """Remove databases (with their write-ahead logs) and Dagster homes of an earlier run."""
+    for path in paths:
+        for p in (path, Path(f"{path}.wal")):
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+
 def run_cli_extract(
-    store: BenchStore, db: Path, home: Path, base: Baseline, expect_materialized: int | None
+    store: BenchStore,
+    db: Path,
+    home: Path,
+    base: Baseline,
+    expect_materialized: int | None,
+    *,
+    workers: int | None = None,
+    tree: bool = True,
 ) -> dict[str, Any]:
-    result = run_measured([CLI, "extract", *_store_args(store, db), "--dagster-home", str(home)])
+    """``mlruns-assets extract`` (the console script); ``workers`` None: its default."""
+    command = [CLI, "extract", *_store_args(store, db), "--dagster-home", str(home)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    result = run_measured(command, tree=tree)
     result.check()
     match = SUMMARY.search(result.stdout)
     if match is None:
@@ -222,6 +285,7 @@ def run_cli_extract(
     materialized, skipped, seconds = int(match[1]), int(match[2]), float(match[3])
     if expect_materialized is not None and materialized != expect_materialized:
         raise RuntimeError(f"extract materialized {materialized}, expected {expect_materialized}")
+    pool = WORKERS.search(result.stdout)
     out = _summary(result, max(materialized, 1), base)
     out["runs_per_s"] = materialized / result.wall_s if materialized else None
     out["detail"] = {
@@ -229,7 +293,25 @@ def run_cli_extract(
         "skipped": skipped,
         "in_process_s": seconds,  # run_extract's own clock: no interpreter start, no imports
         "startup_s": result.wall_s - seconds,
+        "ms_per_partition_in_process": 1000 * seconds / materialized if materialized else None,
+        "runs_per_s_in_process": materialized / seconds if materialized and seconds else None,
+        "workers_requested": workers,
+        "worker_processes": int(pool[1]) if pool else 0,
+        "summary_line": next(
+            (line for line in result.stdout.splitlines() if SUMMARY.search(line)), ""
+        ),
     }
+    if result.tree:
+        t = result.tree
+        # The tree's polled peak, or the command's own kernel peak when that is higher (a poll
+        # can miss a spike; a single-process command's wait4 figure misses nothing).
+        peak = max(t["peak_rss_sum_mb"], result.peak_rss_bytes / MB)
+        out["tree"] = t
+        out["tree_peak_rss_mb"] = peak
+        out["tree_peak_above_import_mb"] = peak - base.imports / MB
+        out["tree_peak_pss_above_import_mb"] = (
+            max(t["peak_pss_sum_mb"], 0.0) - base.imports / MB if t["peak_pss_sum_mb"] else None
+        )
     return out
 
 
@@ -248,7 +330,14 @@ def dagster_breakdown(home: Path, work_table: str = "runs") -> dict[str, Any]:
     gaps: list[float] = []
     partitions = n_runs = 0
     with open_instance(home) as instance:
+        classes = {
+            "instance_class": type(instance).__name__,
+            "run_storage_class": type(instance.run_storage).__name__,
+            "event_storage_class": type(instance.event_log_storage).__name__,
+        }
         for run in instance.get_runs():
+            if not run.job_name.endswith("_extraction_job"):  # not the leaderboard refresh
+                continue
             n_runs += 1
             records = instance.get_records_for_run(run.run_id, limit=10**7).records
             entries = [r.event_log_entry for r in records]
@@ -282,6 +371,7 @@ def dagster_breakdown(home: Path, work_table: str = "runs") -> dict[str, Any]:
     )
     materialization_events_s = per_event * per_partition_events * partitions
     return {
+        **classes,
         "dagster_runs": n_runs,
         "events": counts,
         "events_total": sum(counts.values()),
@@ -313,13 +403,44 @@ with open_instance(Path(sys.argv[3])):
 """
 
 
+def per_partition_breakdown(
+    b: dict[str, Any], c: dict[str, Any], floor: dict[str, Any] | None, n: int
+) -> dict[str, float]:
+    """Where an extract variant's in-process time goes, per partition (ms), from its
+    ``dagster_breakdown`` and (b)'s phases when (b) ran."""
+    per = 1000 / max(n, 1)
+    out: dict[str, float] = {}
+    if floor:
+        floor_ms = floor["detail"]["per_partition_ms"]
+        out["(b) extract: metric history, artifact load, tables"] = floor_ms["extract"]
+        out["(b) commit: insert + validate + commit"] = floor_ms["commit"]
+        out["(b) total in-process"] = 1000 * floor["detail"]["seconds"] / max(n, 1)
+    out.update(
+        {
+            "(c) partition work (duration_s: extract + commit)": b["partition_work_s"] * per,
+            "(c) *_PLANNED events at run creation": b["planned_events_s"] * per,
+            "(c) materialization + progress events": b["materialization_events_s"] * per,
+            "(c) asset checks at the end of each run": b["checks_s"] * per,
+            "(c) rest inside Dagster runs": b["other_in_runs_s"] * per,
+            "(c) outside runs (discovery, status queries)": (
+                c["detail"]["in_process_s"] - b["runs_span_s"]
+            )
+            * per,
+            "(c) total in-process": 1000 * c["detail"]["in_process_s"] / max(n, 1),
+            "(c) interpreter start + imports (once)": 1000 * c["detail"]["startup_s"] / max(n, 1),
+        }
+    )
+    return out
+
+
 def run_resume(store: BenchStore, db: Path, home: Path, base: Baseline) -> dict[str, Any]:
-    """``extract`` on the complete database with every artifact out of reach, and the fixed cost
-    of any ``extract`` process (``STARTUP_FLOOR``) measured the same way for comparison."""
+    """``extract`` (default workers) on the complete database with every artifact out of
+    reach, and the fixed cost of any ``extract`` process (``STARTUP_FLOOR``) measured the same
+    way for comparison."""
     hidden = store.artifact_root.with_name("artifacts.hidden")
     store.artifact_root.rename(hidden)
     try:
-        out = run_cli_extract(store, db, home, base, expect_materialized=0)
+        out = run_cli_extract(store, db, home, base, expect_materialized=0, tree=False)
     finally:
         hidden.rename(store.artifact_root)
     floor = run_measured(
@@ -328,6 +449,10 @@ def run_resume(store: BenchStore, db: Path, home: Path, base: Baseline) -> dict[
     out["detail"]["artifacts_hidden"] = True
     out["detail"]["opened_no_artifact"] = out["detail"]["skipped"] == len(store.run_ids)
     out["detail"]["startup_floor_s"] = floor.wall_s
+    out["detail"]["startup_floor_load_avg"] = [
+        round(floor.load_before, 2),
+        round(floor.load_after, 2),
+    ]
     out["detail"]["beyond_startup_floor_s"] = out["wall_s"] - floor.wall_s
     return out
 
@@ -365,12 +490,13 @@ def essential_rows(db: Path, schema: str = "classification") -> dict[str, tuple[
 
 
 def table_rows(db: Path, schema: str = "classification") -> dict[str, int]:
+    """Rows per extracted table (not the leaderboard, which ``extract`` adds after the runs)."""
     with duckdb.connect(str(db), read_only=True) as conn:
         tables = [
             r[0]
             for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                "ORDER BY table_name",
+                "AND table_name <> 'leaderboard' ORDER BY table_name",
                 [schema],
             ).fetchall()
         ]
@@ -380,8 +506,8 @@ def table_rows(db: Path, schema: str = "classification") -> dict[str, int]:
         }
 
 
-def consistency(dbs: dict[str, Path], reference: str = "c") -> dict[str, Any]:
-    """essential_metrics of every variant against (c): same runs, max absolute difference."""
+def consistency(dbs: dict[str, Path], reference: str = "c1") -> dict[str, Any]:
+    """essential_metrics of every variant against ``reference``: same runs, max |diff|."""
     ref = essential_rows(dbs[reference])
     ref_rows = table_rows(dbs[reference])
     out: dict[str, Any] = {"reference": reference, "runs": len(ref), "variants": {}}
@@ -414,122 +540,421 @@ def ratio(x: float | None, y: float | None) -> float | None:
     return x / y if x is not None and y else None
 
 
-def evaluate_targets(report: dict[str, Any]) -> dict[str, Any]:
-    v = report["variants"]
-    wall = {k: v[k]["wall_s"] for k in ("a", "b", "c") if k in v}
-    d_wall = v["d"]["wall_s"] if "d" in v and not v["d"].get("skipped") else None
-    artifact_mb = report["store"]["largest_artifact_mb"]
-    out: dict[str, Any] = {
-        "c_over_b": {"value": ratio(wall.get("c"), wall.get("b")), "target": "<= 1.3"},
-        "c_over_b_in_process": {
-            "value": ratio(v["c"]["detail"]["in_process_s"], v["b"]["detail"]["seconds"]),
-            "target": "(info: without interpreter start and imports)",
-        },
-        "a_over_c": {"value": ratio(wall.get("a"), wall.get("c")), "target": ">= 2"},
-        "d_over_c": {"value": ratio(d_wall, wall.get("c")), "target": "<= 2"},
-        "resume_s": {
-            "value": v["resume"]["wall_s"],
-            "in_process_s": v["resume"]["detail"]["in_process_s"],
-            "opened_no_artifact": v["resume"]["detail"]["opened_no_artifact"],
-            "target": "< 3 s, no artifact opened",
-        },
-    }
-    for k in ("a", "b", "c"):
-        out[f"rss_{k}_over_artifact"] = {
-            "value": ratio(v[k]["peak_above_import_mb"], artifact_mb),
-            "above_ready": ratio(v[k]["peak_above_ready_mb"], artifact_mb),
-            "target": "<= 3 (above imports; above ready in the next column)",
-        }
-    if "d" in v and not v["d"].get("skipped"):
-        worker = v["d"]["worker_peak_rss_mb"] or 0.0
-        out["rss_d_worker_over_artifact"] = {
-            "value": ratio(worker - v["c"]["import_rss_mb"], artifact_mb),
-            "above_ready": ratio(worker - v["c"]["ready_rss_mb"], artifact_mb),
-            "target": "<= 3 (largest run worker, against extract's baselines)",
-        }
-    sweep = {(p["variant"], p["runs"]): p for p in report["sweep"]}
-    sizes = sorted({n for _, n in sweep})
-    if len(sizes) >= 2:
-        lo, hi = sizes[0], sizes[-1]
-        for k in ("b", "c"):
-            if (k, lo) in sweep and (k, hi) in sweep:
-                p_lo, p_hi = sweep[(k, lo)], sweep[(k, hi)]
+def _load(result: ProcessResult) -> list[float]:
+    return [round(result.load_before, 2), round(result.load_after, 2)]
 
-                def drift(
-                    key: str, lo_: dict[str, Any] = p_lo, hi_: dict[str, Any] = p_hi
-                ) -> float | None:
-                    return ratio(hi_[key] - lo_[key], lo_[key])
 
-                out[f"rss_{k}_drift_{lo}_to_{hi}"] = {
-                    "value": drift("peak_above_import_mb"),
-                    "above_ready": drift("peak_above_ready_mb"),
-                    "peak_rss": drift("peak_rss_mb"),
-                    "target": "within 10 % (above imports; above ready next)",
-                }
+def run_levers(store: BenchStore, complete_db: Path, workdir: Path) -> dict[str, Any]:
+    result = run_measured(
+        [
+            PY,
+            str(HERE / "levers.py"),
+            "--tracking-uri",
+            store.tracking_uri,
+            "--experiment",
+            store.experiment,
+            "--db",
+            str(complete_db),
+            "--subject-map",
+            str(store.subject_map),
+            "--workdir",
+            str(workdir),
+        ]
+    ).check()
+    out = dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    out["wall_s"] = result.wall_s
+    out["load_avg"] = _load(result)
     return out
+
+
+def run_signals(workdir: Path, out: Path) -> dict[str, Any]:
+    """benchmarks/signals_bench.py at its defaults (20 runs x 507 subjects x 1,981 points)."""
+    result = run_measured(
+        [PY, str(HERE / "signals_bench.py"), "--out", str(out), "--workdir", str(workdir)],
+        cwd=HERE,
+    ).check()
+    report = dict(json.loads(out.read_text()))
+    report["wall_s"] = result.wall_s
+    report["load_avg"] = _load(result)
+    report["path"] = str(out)
+    return report
+
+
+def _tree_cpu(result: dict[str, Any]) -> float | None:
+    """CPU seconds of a variant's whole process tree (polled), else of the command."""
+    tree = result.get("tree") or {}
+    return tree.get("cpu_s_sum", result.get("cpu_s"))
+
+
+def evaluate_targets(report: dict[str, Any]) -> dict[str, Any]:
+    """Issue 13's targets as measured ratios (``meets`` is reported, never asserted)."""
+    v = report["variants"]
+    artifact_mb = report["store"]["largest_artifact_mb"]
+    out: dict[str, Any] = {}
+
+    def add(name: str, value: float | None, target: str, ok: bool | None, **extra: Any) -> None:
+        out[name] = {"value": value, "target": target, "meets": ok, **extra}
+
+    def le(x: float | None, bound: float) -> bool | None:
+        return None if x is None else x <= bound
+
+    def ge(x: float | None, bound: float) -> bool | None:
+        return None if x is None else x >= bound
+
+    pf, c1 = v.get("floor_physical"), v.get("c1")
+    if pf and c1:
+        c_ms = c1["detail"]["ms_per_partition_in_process"]
+        f_ms = pf["detail"]["per_partition_ms"]["total"]
+        value = ratio(c_ms, f_ms)
+        add(
+            "c_over_physical_floor",
+            value,
+            "<= 2 ((c) --workers 1, in process, per partition / physical floor per run)",
+            le(value, 2.0),
+            detail=(
+                f"{fmt(c_ms, 1)} vs {fmt(f_ms, 1)} ms per partition; CPU of the whole process "
+                f"(start-up included) {fmt(c1['cpu_s'], 1)} s vs {fmt(pf['cpu_s'], 1)} s "
+                f"(x{fmt(ratio(c1['cpu_s'], pf['cpu_s']))})"
+            ),
+            load_avg={"c1": c1["load_avg"], "floor_physical": pf["load_avg"]},
+        )
+    c2 = v.get("c2")
+    if c1 and c2:
+        speedup = ratio(c1["detail"]["in_process_s"], c2["detail"]["in_process_s"])
+        add(
+            "workers2_throughput_over_workers1",
+            speedup,
+            f">= 1.6 at N = {c1['detail']['materialized']} (in-process throughput)",
+            ge(speedup, 1.6),
+            detail=(
+                f"in process {fmt(c1['detail']['in_process_s'], 1)} s vs "
+                f"{fmt(c2['detail']['in_process_s'], 1)} s; whole process "
+                f"{fmt(c1['wall_s'], 1)} s vs {fmt(c2['wall_s'], 1)} s "
+                f"(x{fmt(ratio(c1['wall_s'], c2['wall_s']))}); "
+                f"{c2['detail']['worker_processes']} worker processes; CPU of the process "
+                f"tree {fmt(_tree_cpu(c1), 1)} s vs {fmt(_tree_cpu(c2), 1)} s"
+            ),
+            load_avg={"c1": c1["load_avg"], "c2": c2["load_avg"]},
+        )
+        added = max(c2["detail"]["worker_processes"] - 1, 1)
+        one = c1.get("tree_peak_above_import_mb", c1["peak_above_import_mb"])
+        two = c2.get("tree_peak_above_import_mb")
+        per_worker = ratio(None if two is None else two - one, artifact_mb * added)
+        pss = c2.get("tree_peak_pss_above_import_mb")
+        add(
+            "workers2_rss_per_added_worker_over_artifact",
+            per_worker,
+            "<= 3 (tree peak above imports - one-worker peak, per added worker, in largest "
+            "artifacts)",
+            le(per_worker, 3.0),
+            detail=(
+                f"tree peak RSS above imports {fmt(two, 0)} MB (PSS {fmt(pss, 0)} MB) vs "
+                f"one worker {fmt(one, 0)} MB; limit {fmt(one + 3 * artifact_mb * added, 0)} MB"
+            ),
+            pss_value=ratio(None if pss is None else pss - one, artifact_mb * added),
+            load_avg={"c1": c1["load_avg"], "c2": c2["load_avg"]},
+        )
+    a100, c100 = v.get("a100"), v.get("c100")
+    if a100 and c100:
+        value = ratio(a100["wall_s"], c100["wall_s"])
+        add(
+            "first_extract_100_speedup_over_row_by_row",
+            value,
+            ">= 2.5 (whole-process wall, start-up included, default workers)",
+            ge(value, 2.5),
+            detail=(
+                f"{fmt(a100['wall_s'], 1)} s vs {fmt(c100['wall_s'], 1)} s "
+                f"({c100['detail']['worker_processes']} worker processes)"
+            ),
+            load_avg={"a100": a100["load_avg"], "c100": c100["load_avg"]},
+        )
+    resume = v.get("resume")
+    if resume:
+        wall = resume["wall_s"]
+        no_artifact = resume["detail"]["opened_no_artifact"]
+        add(
+            "resume_wall_s",
+            wall,
+            "<= 2.5 s wall, no artifact opened (artifact folder renamed away)",
+            le(wall, 2.5) and no_artifact,
+            detail=(
+                f"opened no artifact: {no_artifact}; in process "
+                f"{fmt(resume['detail']['in_process_s'], 2)} s; start-up floor "
+                f"{fmt(resume['detail']['startup_floor_s'], 2)} s"
+            ),
+            load_avg={"resume": resume["load_avg"]},
+        )
+    d = v.get("d")
+    if d and not d.get("skipped") and c2:
+        value = ratio(d["wall_s"], c2["wall_s"])
+        add(
+            "backfill_over_headless",
+            value,
+            "<= 1.5 (UI backfill from the mutation to the last materialization / extract "
+            "with default workers, whole process)",
+            le(value, 1.5),
+            detail=(
+                f"{fmt(d['wall_s'], 1)} s vs {fmt(c2['wall_s'], 1)} s; vs --workers 1: "
+                f"x{fmt(ratio(d['wall_s'], c1['wall_s'] if c1 else None))}"
+            ),
+            load_avg={"d": d["load_avg"], "c2": c2["load_avg"]},
+        )
+    signals = report.get("signals")
+    if signals and "targets" in signals:
+        rows = signals["variants"]
+        value = signals["targets"]["a_over_c"]["value"]
+        add(
+            "signals_extract_over_executemany",
+            value,
+            ">= 10 ((a) seed executemany wall / (c) extract wall, 20 x 507 x 1,981)",
+            ge(value, 10.0),
+            detail=f"{fmt(rows[0]['wall_s'], 1)} s vs {fmt(rows[2]['wall_s'], 1)} s",
+            load_avg={"a": rows[0].get("load_avg"), "c": rows[2].get("load_avg")},
+        )
+    return out
+
+
+def evaluate_levers(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each lever with and without, side by side (ms unless said; ratio = without / with)."""
+    v, rows = report["variants"], []
+    c1, stock, c2 = v.get("c1"), v.get("c1_stock"), v.get("c2")
+    breakdown = report.get("breakdowns", {})
+
+    def row(lever: str, with_: Any, without: Any, unit: str, load: Any, note: str = "") -> None:
+        rows.append(
+            {
+                "lever": lever,
+                "with": with_,
+                "without": without,
+                "unit": unit,
+                "ratio_without_over_with": ratio(without, with_),
+                "load_avg": load,
+                "note": note,
+            }
+        )
+
+    if c1 and stock:
+        row(
+            "Dagster storage: kept connections vs stock SQLite ((c) --workers 1, in process)",
+            c1["detail"]["ms_per_partition_in_process"],
+            stock["detail"]["ms_per_partition_in_process"],
+            "ms/partition",
+            {"kept": c1["load_avg"], "stock": stock["load_avg"]},
+            f"whole process {fmt(c1['wall_s'], 1)} s vs {fmt(stock['wall_s'], 1)} s",
+        )
+        row(
+            "  the same, CPU of the whole process (less sensitive to the shared machine's load)",
+            c1["cpu_s"],
+            stock["cpu_s"],
+            "CPU s",
+            {"kept": c1["load_avg"], "stock": stock["load_avg"]},
+        )
+        kept_b, stock_b = breakdown.get("c1"), breakdown.get("c1_stock")
+        if kept_b and stock_b:
+            row(
+                "  median write of one ASSET_MATERIALIZATION event",
+                kept_b["median_event_write_ms"],
+                stock_b["median_event_write_ms"],
+                "ms/event",
+                {"kept": c1["load_avg"], "stock": stock["load_avg"]},
+                f"{fmt(kept_b['events_per_partition'], 1)} vs "
+                f"{fmt(stock_b['events_per_partition'], 1)} events per partition",
+            )
+    if c1 and c2:
+        row(
+            f"extract --workers 2 vs 1 (in process, N = {c1['detail']['materialized']})",
+            c2["detail"]["ms_per_partition_in_process"],
+            c1["detail"]["ms_per_partition_in_process"],
+            "ms/partition",
+            {"workers2": c2["load_avg"], "workers1": c1["load_avg"]},
+            f"tree peak RSS {fmt(c2.get('tree_peak_rss_mb'), 0)} vs "
+            f"{fmt(c1.get('tree_peak_rss_mb'), 0)} MB",
+        )
+        row(
+            "  the same, CPU of the whole process tree",
+            _tree_cpu(c2),
+            _tree_cpu(c1),
+            "CPU s",
+            {"workers2": c2["load_avg"], "workers1": c1["load_avg"]},
+        )
+    lv = report.get("levers")
+    if lv:
+        load = lv["load_avg"]
+        m = lv["metric_histories"]
+        row(
+            "metric histories: metric_histories (16 runs a query) vs metric_history per run",
+            m["bulk_16_runs_ms"],
+            m["per_run_ms"],
+            "ms/run",
+            load,
+            f"{m['points_per_run']} points per run",
+        )
+        a = lv["artifact_listing"]
+        row(
+            "artifact listing: the run's artifact URI vs client.list_artifacts(run_id, folder)",
+            a["run_artifact_uri_ms"],
+            a["client_list_artifacts_ms"],
+            "ms/run",
+            load,
+        )
+        val = lv["validation"]
+        row(
+            "validation: one run_failures_sql query vs run_checks (detailed)",
+            val["run_failures_sql_ms"],
+            val["run_checks_ms"],
+            "ms/partition",
+            load,
+            f"{lv.get('detailed_queries', '?')} detailed checks, on a {val['db_rows_runs']}-run "
+            "database",
+        )
+        ct = lv["create_tables"]
+        row(
+            f"tables created once per connection vs CREATE TABLE IF NOT EXISTS x{ct['tables']} "
+            "per partition (replace_partition of one run)",
+            ct["tables_known_ms"],
+            ct["create_if_not_exists_x11_ms"],
+            "ms/partition",
+            load,
+            f"ensure_tables alone {fmt(ct['ensure_tables_alone_ms'], 2)} ms",
+        )
+    return rows
 
 
 def fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
 
 
+NAMES = {
+    "floor_physical": "physical floor: unpickle + tables + Arrow append + commit",
+    "b": "(b) project floor: extraction calls + replace_partition",
+    "c1": "(c) `mlruns-assets extract --workers 1`",
+    "c1_stock": "(c) `--workers 1`, stock Dagster storage",
+    "c2": "(c) `mlruns-assets extract --workers 2`",
+    "resume": "resume: `extract` on the complete DB",
+    "a100": "(a) row-by-row exporter, first 100 runs",
+    "c100": "(c) `extract` (default workers), first 100 runs",
+    "d": "(d) UI backfill (daemon)",
+}
+
+
 def markdown(report: dict[str, Any]) -> str:
     cfg, v = report["config"], report["variants"]
+    code = report["code"]
     lines = [
         f"# Extraction benchmark: N={cfg['runs']} runs, B={cfg['bootstraps']} bootstraps",
         "",
-        f"{report['machine']['cpus']} CPUs, shared with other test runs (1-minute load average "
-        f"before/after each variant in the last column). Largest metrics pickle "
+        f"{report['machine']['cpus']} CPUs, shared with other engineers' processes (1-minute "
+        f"load average before/after each figure in its last column). Largest metrics pickle "
         f"{report['store']['largest_artifact_mb']:.1f} MB; store written in "
-        f"{report['store']['generate_s']:.0f} s. Code: {report['code']['head']} + "
-        f"{len(report['code']['modified_since_head'])} modified package files (sources hash "
-        f"{report['code']['package_sha256']}; package files changed during the run: "
-        f"{', '.join(report['code'].get('changed_during_run') or []) or 'none'}).",
+        f"{report['store']['generate_s']:.0f} s (reused: {report['store'].get('reused')}). "
+        f"Code: {code['head']} + {len(code['modified_since_head'])} modified package files "
+        f"(sources hash {code['package_sha256']}; package files changed during the run: "
+        f"{', '.join(code.get('changed_during_run') or []) or 'none'}). "
+        f"Run {cfg['started']} to {cfg.get('finished', '?')}.",
+        "",
+        "## Issue 13 targets (measured in this run, reported, not asserted)",
+        "",
+        "| target | value | goal | meets | detail | load avg |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for name, t in report.get("targets", {}).items():
+        lines.append(
+            f"| {name} | {fmt(t['value'])} | {t['target']} | {fmt(t['meets'])} "
+            f"| {t.get('detail', '')} | {t.get('load_avg', '')} |"
+        )
+    lines += [
+        "",
+        "## Levers side by side",
+        "",
+        "| lever | with | without | unit | without / with | load avg | note |",
+        "|---|---:|---:|---|---:|---|---|",
+    ]
+    for r in report.get("levers_table", []):
+        lines.append(
+            f"| {r['lever']} | {fmt(r['with'], 2)} | {fmt(r['without'], 2)} | {r['unit']} "
+            f"| {fmt(r['ratio_without_over_with'])} | {r['load_avg']} | {r['note']} |"
+        )
+    for key, b in report.get("breakdowns", {}).items():
+        lines.append(
+            f"\n({key}) Dagster events per partition: {fmt(b['events_per_partition'], 2)} "
+            f"({b['dagster_runs']} Dagster runs, {b['events_total']} events); median write of "
+            f"one ASSET_MATERIALIZATION event: {fmt(b['median_event_write_ms'], 2)} ms; "
+            f"instance {b.get('instance_class')}, event storage {b.get('event_storage_class')}."
+        )
+    lines += [
+        "",
+        "## Variants",
         "",
         "Import MB: peak RSS of a process that only imports what the variant imports. Ready "
-        "MB: one that also sets up what the variant uses before its first run (MLflow's "
-        "SQLAlchemy store and the run listing; for extract also the Dagster instance), which "
-        "MLflow and Dagster import lazily. Measurement floor "
-        f"{fmt(report.get('measurement_floor_mb'), 0)} MB (see benchmarks/measure.py).",
+        "MB: one that also sets up what the variant uses before its first run. Tree MB: peak "
+        "of the summed RSS of the command's whole process tree (fork server and worker "
+        "processes included), polled every 50 ms (benchmarks/measure.py); PSS counts pages "
+        "shared after the fork once. Measurement floor "
+        f"{fmt(report.get('measurement_floor_mb'), 0)} MB.",
         "",
-        "| variant | wall s | runs/s | CPU s | peak RSS MB | import MB | above import MB "
-        "| ready MB | above ready MB | DB MB | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| variant | runs | wall s | in-process s | ms/partition in process | runs/s (wall) "
+        "| CPU s (tree: all processes, polled) | peak RSS MB | import MB | above import MB "
+        "| tree peak RSS MB | tree above import MB (PSS) | DB MB | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    names = {
-        "a": "(a) baseline: row-by-row INSERTs",
-        "b": "(b) floor: Arrow, no Dagster",
-        "c": "(c) `mlruns-assets extract`",
-        "d": "(d) UI backfill (daemon)",
-        "resume": "resume: `extract` on complete DB",
-    }
-    for key, label in names.items():
-        if key not in v:
+    for key, label in NAMES.items():
+        r = v.get(key)
+        if not r:
             continue
-        r = v[key]
         if r.get("skipped"):
-            lines.append(f"| {label} | skipped | | | | | | | | | |")
+            lines.append(f"| {label} | skipped |" + " |" * 12)
             continue
         if key == "d":
             lines.append(
-                f"| {label} | {fmt(r['wall_s'], 1)} | {fmt(r['runs_per_s'])} | "
-                f"{fmt(r['tree_cpu_s'], 1)} | {fmt(r['tree_peak_rss_mb'], 0)} tree, "
-                f"{fmt(r['worker_peak_rss_mb'], 0)} worker | {fmt(r['tree_idle_rss_mb'], 0)} "
-                f"idle tree | {fmt(r['tree_peak_above_idle_mb'], 0)} | | | "
-                f"{fmt(r.get('db_mb'), 1)} | {r.get('load_avg', '-')} |"
+                f"| {label} | {r['partitions']} | {fmt(r['wall_s'], 1)} | | | "
+                f"{fmt(r['runs_per_s'])} | {fmt(r['tree_cpu_s'], 1)} | "
+                f"{fmt(r['worker_peak_rss_mb'], 0)} worker | | | "
+                f"{fmt(r['tree_peak_rss_mb'], 0)} | {fmt(r['tree_peak_above_idle_mb'], 0)} "
+                f"above idle | {fmt(r.get('db_mb'), 1)} | {r.get('load_avg', '-')} |"
             )
             continue
+        detail = r.get("detail", {})
+        runs = detail.get("materialized", detail.get("runs"))
+        if key == "resume":
+            runs = f"{detail.get('skipped')} skipped"
+        in_proc = detail.get("in_process_s", detail.get("seconds"))
+        per = detail.get("ms_per_partition_in_process")
+        if per is None and "per_partition_ms" in detail:
+            per = detail["per_partition_ms"].get("total")
+        if per is None and in_proc is not None and detail.get("runs"):
+            per = 1000 * in_proc / detail["runs"]
+        pss = r.get("tree_peak_pss_above_import_mb")
+        tree_above = (
+            f"{fmt(r.get('tree_peak_above_import_mb'), 0)} ({fmt(pss, 0)})"
+            if "tree_peak_above_import_mb" in r
+            else ""
+        )
+        cpu = fmt(r["cpu_s"], 1)
+        if r.get("tree") and "cpu_s_sum" in r["tree"]:
+            cpu += f" (tree {fmt(r['tree']['cpu_s_sum'], 1)})"
         lines.append(
-            f"| {label} | {fmt(r['wall_s'], 1)} | {fmt(r['runs_per_s'])} | {fmt(r['cpu_s'], 1)} "
-            f"| {fmt(r['peak_rss_mb'], 0)} | {fmt(r['import_rss_mb'], 0)} "
-            f"| {fmt(r['peak_above_import_mb'], 0)} | {fmt(r['ready_rss_mb'], 0)} "
-            f"| {fmt(r['peak_above_ready_mb'], 0)} | {fmt(r.get('db_mb'), 1)} "
+            f"| {label} | {runs} | {fmt(r['wall_s'], 1)} | {fmt(in_proc, 1)} | {fmt(per, 1)} "
+            f"| {fmt(r['runs_per_s'])} | {cpu} | {fmt(r['peak_rss_mb'], 0)} "
+            f"| {fmt(r['import_rss_mb'], 0)} | {fmt(r['peak_above_import_mb'], 0)} "
+            f"| {fmt(r.get('tree_peak_rss_mb'), 0)} | {tree_above} | {fmt(r.get('db_mb'), 1)} "
             f"| {r['load_avg']} |"
         )
+    pf = v.get("floor_physical")
+    if pf:
+        ms = pf["detail"]["per_partition_ms"]
+        lines += [
+            "",
+            f"Physical floor per run: {fmt(ms['unpickle'], 1)} ms unpickle, "
+            f"{fmt(ms['build_tables'], 1)} ms tables, {fmt(ms['append_commit'], 1)} ms Arrow "
+            f"append + commit ({pf['detail']['tables']} tables); untimed set-up (listing, "
+            f"bulk metric histories, artifact paths) {fmt(pf['detail']['setup_s'], 1)} s.",
+        ]
     resume = v.get("resume", {}).get("detail")
     if resume:
         lines += [
@@ -537,8 +962,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"Resume: {resume['skipped']} partitions skipped, none materialized, with the store's "
             f"artifact folder renamed away (opened no artifact: {resume['opened_no_artifact']}). "
             f"A process that only imports, opens the tracking store and the Dagster instance "
-            f"takes {fmt(resume['startup_floor_s'], 1)} s on its own; resume spends "
-            f"{fmt(resume['beyond_startup_floor_s'], 1)} s beyond that.",
+            f"takes {fmt(resume['startup_floor_s'], 2)} s on its own (load "
+            f"{resume['startup_floor_load_avg']}); resume spends "
+            f"{fmt(resume['beyond_startup_floor_s'], 2)} s beyond that.",
         ]
     d = v.get("d")
     if d and not d.get("skipped"):
@@ -551,39 +977,23 @@ def markdown(report: dict[str, Any]) -> str:
             f"(not timed) {fmt(d['startup_s'].get('webserver_s'), 1)} s and "
             f"{fmt(d['startup_s'].get('daemon_s'), 1)} s.",
         ]
-    lines += [
-        "",
-        "## Targets (reported, not asserted)",
-        "",
-        "| target | value | above ready | goal |",
-        "|---|---:|---:|---|",
-    ]
-    for name, t in report["targets"].items():
-        lines.append(
-            f"| {name} | {fmt(t['value'])} | {fmt(t.get('above_ready'))} | {t['target']} |"
-        )
-    if "breakdown" in report:
-        b = report["breakdown"]
+    b = report.get("breakdowns", {}).get("c1")
+    if b and "per_partition_ms" in b:
         lines += [
             "",
-            "## Where (c) spends its time vs (b), per partition (ms)",
+            "## Where (c) --workers 1 spends its time, per partition (ms)",
             "",
             "| part | ms/partition |",
             "|---|---:|",
         ]
         lines += [f"| {k} | {fmt(val, 1)} |" for k, val in b["per_partition_ms"].items()]
-        lines += [
-            "",
-            f"Events per partition: {fmt(b['events_per_partition'], 1)} "
-            f"({b['dagster_runs']} Dagster runs); median write of one ASSET_MATERIALIZATION "
-            f"event: {fmt(b['median_event_write_ms'], 1)} ms.",
-        ]
     cp = report.get("commit_patterns")
     if cp:
         lines += [
             "",
             f"## Commit pattern alone ({cp['partitions']} partitions of one real run's "
-            f"{cp['rows_per_partition']} rows, with validation)",
+            f"{cp['rows_per_partition']} rows, with validation; load "
+            f"{cp.get('load_avg', '-')})",
             "",
             "| pattern | ms/partition | DB MB | full-table GROUP BY peak MB |",
             "|---|---:|---:|---:|",
@@ -600,32 +1010,45 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {pattern} | {fmt(r['ms_per_partition'], 1)} | {fmt(r['db_mb'], 1)} | "
                     f"{fmt(r['full_scan_peak_mb'], 1)} |"
                 )
-        lines += [
-            "",
-            f"per_partition uses the project's storage settings "
-            f"{cp['project_storage_settings']}; per_partition_vacuum DuckDB's default "
-            f"max_vacuum_tasks = 100.",
-        ]
     if report["sweep"]:
         lines += [
             "",
             "## N sweep",
             "",
-            "| variant | N | wall s | runs/s | peak RSS MB | above import MB | above ready MB "
-            "| DB MB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| variant | N | wall s | in-process s | runs/s (wall) | peak RSS MB "
+            "| above import MB | tree above import MB | DB MB | load avg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for p in sorted(report["sweep"], key=lambda p: (p["variant"], p["runs"])):
             lines.append(
-                f"| ({p['variant']}) | {p['runs']} | {fmt(p['wall_s'], 1)} | "
-                f"{fmt(p['runs_per_s'])} | {fmt(p['peak_rss_mb'], 0)} | "
-                f"{fmt(p['peak_above_import_mb'], 0)} | {fmt(p.get('peak_above_ready_mb'), 0)} "
-                f"| {fmt(p.get('db_mb'), 1)} |"
+                f"| {p['variant']} | {p['runs']} | {fmt(p['wall_s'], 1)} | "
+                f"{fmt(p.get('in_process_s'), 1)} | {fmt(p['runs_per_s'])} | "
+                f"{fmt(p['peak_rss_mb'], 0)} | {fmt(p['peak_above_import_mb'], 0)} | "
+                f"{fmt(p.get('tree_peak_above_import_mb'), 0)} | {fmt(p.get('db_mb'), 1)} "
+                f"| {p.get('load_avg')} |"
             )
-        lines += ["", report["config"]["sweep_note"]]
-    c = report.get("consistency")
-    if c:
-        lines += ["", f"## essential_metrics vs ({c['reference']}) over {c['runs']} runs", ""]
+        lines += ["", cfg["sweep_note"]]
+    signals = report.get("signals")
+    if signals:
+        lines += [
+            "",
+            f"## Signals ({signals['config']['runs']} runs x {signals['config']['subjects']} "
+            f"subjects x {signals['config']['length']} points; {signals['path']})",
+            "",
+            "| variant | wall s | MB/s | peak RSS MB | above import MB | load avg |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for r in signals["variants"]:
+            lines.append(
+                f"| {r['variant']} | {r['wall_s']} | {r['mb_per_s']} | {r['peak_rss_mb']} | "
+                f"{r['above_baseline_mb']} | {r.get('load_avg', '-')} |"
+            )
+    for title, c in (report.get("consistency") or {}).items():
+        lines += [
+            "",
+            f"## essential_metrics ({title}) vs ({c['reference']}) over {c['runs']} runs",
+            "",
+        ]
         for name, item in c["variants"].items():
             lines.append(
                 f"- ({name}): same runs {item['same_runs']}, max |diff| "
@@ -642,29 +1065,30 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for variant, label, marker in (("b", "(b) floor", "o"), ("c", "(c) extract", "s")):
+    series = (
+        ("floor_physical", "physical floor", "o", "peak_above_import_mb"),
+        (
+            "extract",
+            "extract (default workers; RSS: process tree)",
+            "s",
+            "tree_peak_above_import_mb",
+        ),
+    )
+    for variant, label, marker, rss_key in series:
         points = sorted(
-            (p["runs"], p["wall_s"], p["peak_above_import_mb"], p["peak_above_ready_mb"])
+            (p["runs"], p["wall_s"], p.get(rss_key) or p["peak_above_import_mb"])
             for p in report["sweep"]
             if p["variant"] == variant
         )
         if not points:
             continue
-        n, t, m, r = zip(*points, strict=True)
+        n, t, m = zip(*points, strict=True)
         (line,) = ax_t.plot(n, t, marker=marker, label=label)
         ax_m.plot(n, m, marker=marker, color=line.get_color(), label=f"{label}, above import")
-        ax_m.plot(
-            n,
-            r,
-            marker=marker,
-            color=line.get_color(),
-            linestyle=":",
-            label=f"{label}, above ready",
-        )
     artifact = report["store"]["largest_artifact_mb"]
     ax_m.axhline(3 * artifact, color="grey", linestyle="--", label="3x largest artifact")
     ax_t.set(xlabel="runs (N)", ylabel="wall time (s)", title="Time vs N")
-    ax_m.set(xlabel="runs (N)", ylabel="peak RSS above baseline (MB)", title="Peak RSS vs N")
+    ax_m.set(xlabel="runs (N)", ylabel="peak RSS above imports (MB)", title="Peak RSS vs N")
     ax_m.set_ylim(bottom=0)
     for ax in (ax_t, ax_m):
         ax.grid(alpha=0.3)
@@ -677,16 +1101,23 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- main
-def _point(result: dict[str, Any]) -> dict[str, Any]:
+def _point(variant: str, result: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "wall_s",
         "runs_per_s",
         "peak_rss_mb",
         "peak_above_import_mb",
-        "peak_above_ready_mb",
+        "tree_peak_above_import_mb",
         "db_mb",
+        "load_avg",
     )
-    return {k: result.get(k) for k in keys}
+    detail = result.get("detail", {})
+    return {
+        "variant": variant,
+        "runs": detail.get("materialized", detail.get("runs")),
+        "in_process_s": detail.get("in_process_s", detail.get("seconds")),
+        **{k: result.get(k) for k in keys},
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -696,12 +1127,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "report.json")
     parser.add_argument(
         "--sweep",
-        default="50,100,200,400",
-        help="comma-separated N for the sweep of (b) and (c) (sizes above --runs are dropped; "
-        "'' for none)",
+        default="100,400",
+        help="comma-separated N for the sweep of the physical floor and extract (default "
+        "workers); sizes above --runs are dropped; '' for none",
     )
     parser.add_argument("--skip-backfill", action="store_true", help="do not run variant (d)")
+    parser.add_argument("--skip-project-floor", action="store_true", help="do not run variant (b)")
+    parser.add_argument(
+        "--skip-signals", action="store_true", help="do not run benchmarks/signals_bench.py"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the store and databases here")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --workdir: reuse the store and every step's saved result (steps/*.json)",
+    )
+    parser.add_argument(
+        "--rerun",
+        default="",
+        help="with --reuse: comma-separated steps to run again (e.g. c1,resume,levers)",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        help="only recompute the targets and levers of this report.json and write its "
+        "report.md / report.png again (no measurement)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--commit-partitions",
@@ -712,8 +1163,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class Steps:
+    """Runs each named step, saving its result under ``workdir/steps`` (reused with --reuse
+    unless the step is named in --rerun)."""
+
+    def __init__(self, workdir: Path, reuse: bool, rerun: set[str]) -> None:
+        self.folder = workdir / "steps"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.reuse, self.rerun = reuse, rerun
+        self.reused: list[str] = []
+
+    def __call__(self, key: str, work: Callable[[], Any]) -> Any:
+        path = self.folder / f"{key}.json"
+        if self.reuse and key not in self.rerun and path.exists():
+            self.reused.append(key)
+            log(f"{key}: reused {path}")
+            return json.loads(path.read_text())
+        log(f"{key}: start (load {os.getloadavg()[0]:.2f})")
+        result = work()
+        path.write_text(json.dumps(result, indent=1, default=str))
+        wall = result.get("wall_s") if isinstance(result, dict) else None
+        log(f"{key}: done{f' {wall:.1f} s' if isinstance(wall, float) else ''}")
+        return result
+
+
+def render(path: Path) -> int:
+    """Targets, levers, report.md and report.png again from a report.json's measurements."""
+    report = json.loads(path.read_text())
+    report["targets"] = evaluate_targets(report)
+    report["levers_table"] = evaluate_levers(report)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    md = markdown(report)
+    path.with_suffix(".md").write_text(md)
+    plot(report, path.with_suffix(".png"))
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render(args.render.resolve())
     keep = args.workdir is not None
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="mlra-bench-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -728,9 +1218,11 @@ def main(argv: list[str] | None = None) -> int:
             "sweep_note": (
                 "Sweep stores hold the first N runs of the main store, re-logged through MLflow "
                 "with their artifact files hard-linked (byte-identical pickles); the N = --runs "
-                "point is the main measurement itself."
+                "points are the main measurements (floor_physical, c2) and N = 100 of extract "
+                "is c100."
             ),
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "argv": sys.argv[1:] if argv is None else argv,
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -740,66 +1232,127 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {},
         "sweep": [],
     }
+    steps = Steps(workdir, args.reuse and keep, {s for s in args.rerun.split(",") if s})
     try:
-        log(f"writing the store: {args.runs} runs, B={args.bootstraps} into {workdir}")
+        log(f"the store: {args.runs} runs, B={args.bootstraps} in {workdir}")
         started = time.perf_counter()
-        store = write_benchmark_store(workdir / "store", args.runs, args.bootstraps, args.seed)
+        if args.reuse and keep:
+            store, reused = reuse_or_write_store(
+                workdir / "store", args.runs, args.bootstraps, args.seed
+            )
+        else:
+            fresh(workdir / "store")
+            store, reused = reuse_or_write_store(
+                workdir / "store", args.runs, args.bootstraps, args.seed
+            )
         report["store"] = {
             "generate_s": time.perf_counter() - started,
+            "reused": reused,
             "largest_artifact_mb": largest_artifact(store) / MB,
             "runs": len(store.run_ids),
         }
+        small_n = min(FIRST_EXTRACT_RUNS, len(store.run_ids))
+        log(f"subset store of the first {small_n} runs")
+        small = reuse_or_write_subset(store, small_n, workdir / f"store_{small_n}")
         # The measured code: fingerprinted once the store is written, checked again at the end.
         report["code"] = code_fingerprint()
-        log("import and ready baselines")
-        base = baselines(store, workdir / "ready_home")
+        base = {
+            k: Baseline(**b)
+            for k, b in steps(
+                "baselines",
+                lambda: {
+                    k: {"imports": b.imports, "ready": b.ready}
+                    for k, b in baselines(store, workdir / "ready_home").items()
+                },
+            ).items()
+        }
+        base_small = {
+            k: Baseline(**b)
+            for k, b in steps(
+                f"baselines_{small_n}",
+                lambda: {
+                    k: {"imports": b.imports, "ready": b.ready}
+                    for k, b in baselines(small, workdir / f"ready_home_{small_n}").items()
+                },
+            ).items()
+        }
         report["baselines_mb"] = {
             k: {"imports": b.imports / MB, "ready": b.ready / MB} for k, b in base.items()
         }
         report["measurement_floor_mb"] = measurement_floor() / MB
         v = report["variants"]
-        dbs = {k: workdir / f"{k}.duckdb" for k in ("a", "b", "c", "d")}
         n = len(store.run_ids)
-
-        log("(a) baseline exporter")
-        v["a"] = run_baseline(store, dbs["a"], base["a"])
-        v["a"]["db_mb"] = db_mb(dbs["a"])
-        log(f"(a) {v['a']['wall_s']:.1f} s")
-        log("(b) floor")
-        v["b"] = run_floor(store, dbs["b"], base["b"])
-        v["b"]["db_mb"] = db_mb(dbs["b"])
-        log(f"(b) {v['b']['wall_s']:.1f} s")
-        log("(c) mlruns-assets extract")
-        v["c"] = run_cli_extract(store, dbs["c"], workdir / "c_home", base["c"], n)
-        v["c"]["db_mb"] = db_mb(dbs["c"])
-        log(f"(c) {v['c']['wall_s']:.1f} s")
-        breakdown = dagster_breakdown(workdir / "c_home")
-        floor_ms = v["b"]["detail"]["per_partition_ms"]
-        per = 1000 / max(n, 1)
-        breakdown["per_partition_ms"] = {
-            "(b) extract: metric history, artifact load, tables": floor_ms["extract"],
-            "(b) commit: insert + validate + commit": floor_ms["commit"],
-            "(b) total in-process": 1000 * v["b"]["detail"]["seconds"] / max(n, 1),
-            "(c) partition work (duration_s: extract + commit)": breakdown["partition_work_s"]
-            * per,
-            "(c) *_PLANNED events at run creation": breakdown["planned_events_s"] * per,
-            "(c) materialization + progress events": breakdown["materialization_events_s"] * per,
-            "(c) asset checks at the end of each run": breakdown["checks_s"] * per,
-            "(c) rest inside Dagster runs": breakdown["other_in_runs_s"] * per,
-            "(c) outside runs (discovery, status queries)": (
-                v["c"]["detail"]["in_process_s"] - breakdown["runs_span_s"]
-            )
-            * per,
-            "(c) total in-process": 1000 * v["c"]["detail"]["in_process_s"] / max(n, 1),
-            "(c) interpreter start + imports (once)": 1000
-            * v["c"]["detail"]["startup_s"]
-            / max(n, 1),
+        dbs = {
+            k: workdir / f"{k}.duckdb"
+            for k in ("floor_physical", "b", "c1", "c1_stock", "c2", "d", "a100", "c100")
         }
-        report["breakdown"] = breakdown
+        homes = {k: workdir / f"{k}_home" for k in ("c1", "c1_stock", "c2", "c100")}
 
-        log("resume: extract again on the complete database, artifacts hidden")
-        v["resume"] = run_resume(store, dbs["c"], workdir / "c_home", base["c"])
-        log(f"resume {v['resume']['wall_s']:.1f} s")
+        def with_db(key: str, work: Callable[[], dict[str, Any]]) -> Callable[[], Any]:
+            def go() -> dict[str, Any]:
+                fresh(dbs[key], *([homes[key]] if key in homes else []))
+                out = work()
+                out["db_mb"] = db_mb(dbs[key])
+                return out
+
+            return go
+
+        v["floor_physical"] = steps(
+            "floor_physical",
+            with_db(
+                "floor_physical",
+                lambda: run_physical_floor(store, dbs["floor_physical"], base["b"]),
+            ),
+        )
+        v["c1"] = steps(
+            "c1",
+            with_db(
+                "c1",
+                lambda: run_cli_extract(store, dbs["c1"], homes["c1"], base["c"], n, workers=1),
+            ),
+        )
+
+        def stock() -> dict[str, Any]:
+            home = stock_dagster_home(homes["c1_stock"])
+            return run_cli_extract(store, dbs["c1_stock"], home, base["c"], n, workers=1)
+
+        v["c1_stock"] = steps("c1_stock", with_db("c1_stock", stock))
+        v["c2"] = steps(
+            "c2",
+            with_db(
+                "c2",
+                lambda: run_cli_extract(store, dbs["c2"], homes["c2"], base["c"], n, workers=2),
+            ),
+        )
+        if not args.skip_project_floor:
+            v["b"] = steps("b", with_db("b", lambda: run_floor(store, dbs["b"], base["b"])))
+        else:
+            dbs.pop("b")
+
+        def breakdown_of(key: str) -> dict[str, Any]:
+            b = dagster_breakdown(homes[key])
+            b["per_partition_ms"] = per_partition_breakdown(b, v[key], v.get("b"), n)
+            return b
+
+        report["breakdowns"] = {
+            key: steps(f"breakdown_{key}", lambda key=key: breakdown_of(key))
+            for key in ("c1", "c1_stock", "c2")
+        }
+        v["resume"] = steps("resume", lambda: run_resume(store, dbs["c1"], homes["c1"], base["c"]))
+        report["levers"] = steps("levers", lambda: run_levers(store, dbs["c1"], workdir / "levers"))
+        v["a100"] = steps(
+            "a100",
+            with_db("a100", lambda: run_baseline(small, dbs["a100"], base_small["a"])),
+        )
+        v["c100"] = steps(
+            "c100",
+            with_db(
+                "c100",
+                lambda: run_cli_extract(
+                    small, dbs["c100"], homes["c100"], base_small["c"], small_n
+                ),
+            ),
+        )
 
         if args.skip_backfill:
             v["d"] = {"skipped": True}
@@ -809,54 +1362,96 @@ def main(argv: list[str] | None = None) -> int:
 
             from mlruns_assets.runtime.settings import Settings
 
-            log("(d) backfill through dagster-webserver + dagster-daemon")
-            config = Settings(
-                tracking_uri=store.tracking_uri,
-                database=str(dbs["d"]),
-                experiments=(store.experiment,),
-                subject_map=str(store.subject_map),
-            )
-            load_before = os.getloadavg()[0]
-            d = run_backfill(config, store.experiment, workdir / "d")
-            d["runs_per_s"] = d["partitions"] / d["wall_s"] if d["wall_s"] else None
-            d["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-            d["db_mb"] = db_mb(dbs["d"])
-            v["d"] = d
-            log(f"(d) {d['wall_s']:.1f} s")
+            def backfill() -> dict[str, Any]:
+                fresh(dbs["d"], workdir / "d")
+                config = Settings(
+                    tracking_uri=store.tracking_uri,
+                    database=str(dbs["d"]),
+                    experiments=(store.experiment,),
+                    subject_map=str(store.subject_map),
+                )
+                load_before = os.getloadavg()[0]
+                d = run_backfill(config, store.experiment, workdir / "d")
+                d["runs_per_s"] = d["partitions"] / d["wall_s"] if d["wall_s"] else None
+                d["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+                d["db_mb"] = db_mb(dbs["d"])
+                return d
 
-        report["consistency"] = consistency({k: dbs[k] for k in dbs})
+            v["d"] = steps("d", backfill)
 
         if args.commit_partitions:
-            log(f"commit patterns: {args.commit_partitions} partitions each")
-            report["commit_patterns"] = run_commit_patterns(
-                store, workdir / "commit_patterns", args.commit_partitions
-            )
 
-        if n in sizes:
-            for variant in ("b", "c"):
-                report["sweep"].append({"variant": variant, "runs": n, **_point(v[variant])})
+            def patterns() -> dict[str, Any]:
+                load_before = os.getloadavg()[0]
+                cp = run_commit_patterns(store, workdir / "commit_patterns", args.commit_partitions)
+                cp["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+                return cp
+
+            report["commit_patterns"] = steps("commit_patterns", patterns)
+
+        for key, variant in (("floor_physical", "floor_physical"), ("c2", "extract")):
+            if n in sizes:
+                report["sweep"].append(_point(variant, v[key]))
+        if small_n in sizes and small_n != n:
+            report["sweep"].append(_point("extract", v["c100"]))
         for size in sizes:
             if size == n:
                 continue
-            log(f"sweep N={size}: subset store")
-            sub = write_subset_store(store, size, workdir / f"store_{size}")
-            sub_base = baselines(sub, workdir / f"ready_home_{size}")
-            for variant in ("b", "c"):
-                db = workdir / f"sweep_{variant}_{size}.duckdb"
-                if variant == "b":
-                    r = run_floor(sub, db, sub_base["b"])
-                else:
-                    r = run_cli_extract(
-                        sub, db, workdir / f"sweep_c_{size}_home", sub_base["c"], size
-                    )
-                r["db_mb"] = db_mb(db)
-                log(f"sweep ({variant}) N={size}: {r['wall_s']:.1f} s")
-                report["sweep"].append({"variant": variant, "runs": size, **_point(r)})
-            if not keep:
-                shutil.rmtree(workdir / f"store_{size}", ignore_errors=True)
+            sub = reuse_or_write_subset(store, size, workdir / f"store_{size}")
+            sub_base = base_small if size == small_n else None
+            if sub_base is None:
+                sub_base = {
+                    k: Baseline(**b)
+                    for k, b in steps(
+                        f"baselines_{size}",
+                        lambda sub=sub, size=size: {
+                            k: {"imports": b.imports, "ready": b.ready}
+                            for k, b in baselines(sub, workdir / f"ready_home_{size}").items()
+                        },
+                    ).items()
+                }
+            db = workdir / f"sweep_floor_physical_{size}.duckdb"
 
+            def sweep_floor(sub: BenchStore = sub, db: Path = db, sb: Any = sub_base) -> Any:
+                fresh(db)
+                r = run_physical_floor(sub, db, sb["b"])
+                r["db_mb"] = db_mb(db)
+                return r
+
+            r = steps(f"sweep_floor_physical_{size}", sweep_floor)
+            report["sweep"].append(_point("floor_physical", r))
+            if size != small_n:
+                db = workdir / f"sweep_c_{size}.duckdb"
+                home = workdir / f"sweep_c_{size}_home"
+
+                def sweep_c(
+                    sub: BenchStore = sub, db: Path = db, home: Path = home, sb: Any = sub_base
+                ) -> Any:
+                    fresh(db, home)
+                    r = run_cli_extract(sub, db, home, sb["c"], len(sub.run_ids))
+                    r["db_mb"] = db_mb(db)
+                    return r
+
+                report["sweep"].append(_point("extract", steps(f"sweep_c_{size}", sweep_c)))
+
+        if not args.skip_signals:
+            signals_out = args.out.resolve().with_name("signals.json")
+            report["signals"] = steps(
+                "signals", lambda: run_signals(workdir / "signals", signals_out)
+            )
+
+        log("consistency")
+        big = {k: dbs[k] for k in dbs if k not in ("a100", "c100")}
+        report["consistency"] = {
+            f"N={n}": consistency(big, reference="c1"),
+            f"first {small_n}": consistency(
+                {"a100": dbs["a100"], "c100": dbs["c100"]}, reference="c100"
+            ),
+        }
         report["targets"] = evaluate_targets(report)
+        report["levers_table"] = evaluate_levers(report)
         report["config"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        report["config"]["reused_steps"] = steps.reused
         before, after = report["code"]["files_sha256"], code_fingerprint()["files_sha256"]
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         report["code"]["changed_during_run"] = changed

@@ -15,6 +15,7 @@ hard-linked, so each run carries byte-identical pickles and only N changes.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -153,3 +154,71 @@ def write_subset_store(source: BenchStore, count: int, root: Path) -> BenchStore
     subject_map = root / "subject_map.csv"
     shutil.copyfile(source.subject_map, subject_map)
     return BenchStore(root, uri, EXPERIMENT, run_ids, subject_map)
+
+
+MANIFEST = "bench_store.json"
+
+
+def _manifest(store: BenchStore, **config: int) -> None:
+    data = {
+        "tracking_uri": store.tracking_uri,
+        "experiment": store.experiment,
+        "run_ids": store.run_ids,
+        "subject_map": str(store.subject_map),
+        **config,
+    }
+    (store.root / MANIFEST).write_text(json.dumps(data, indent=1))
+
+
+def reuse_or_write_store(
+    root: Path, runs: int, bootstraps: int, seed: int = 0
+) -> tuple[BenchStore, bool]:
+    """The store a previous ``--workdir`` run wrote with the same settings (its manifest says
+    so), else a new one (``write_benchmark_store``); and whether it was reused."""
+    root = root.resolve()
+    config = {"runs": runs, "bootstraps": bootstraps, "seed": seed}
+    manifest = root / MANIFEST
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        if all(data.get(k) == v for k, v in config.items()):
+            store = BenchStore(
+                root,
+                data["tracking_uri"],
+                data["experiment"],
+                list(data["run_ids"]),
+                Path(data["subject_map"]),
+            )
+            return store, True
+    if root.exists():
+        shutil.rmtree(root)
+    store = write_benchmark_store(root, runs, bootstraps, seed)
+    _manifest(store, **config)
+    return store, False
+
+
+def reuse_or_write_subset(source: BenchStore, count: int, root: Path) -> BenchStore:
+    """``write_subset_store``, or the subset a previous ``--workdir`` run wrote (same runs)."""
+    root = root.resolve()
+    manifest = root / MANIFEST
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        if data.get("source_run_ids") == source.run_ids[:count]:
+            return BenchStore(
+                root,
+                data["tracking_uri"],
+                data["experiment"],
+                list(data["run_ids"]),
+                Path(data["subject_map"]),
+            )
+    if root.exists():
+        shutil.rmtree(root)
+    store = write_subset_store(source, count, root)
+    data = {
+        "tracking_uri": store.tracking_uri,
+        "experiment": store.experiment,
+        "run_ids": store.run_ids,
+        "subject_map": str(store.subject_map),
+        "source_run_ids": source.run_ids[:count],
+    }
+    (root / MANIFEST).write_text(json.dumps(data, indent=1))
+    return store

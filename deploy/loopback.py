@@ -167,6 +167,14 @@ class Stack:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
 
+    def check_alive(self) -> None:
+        """Fail when a process still meant to run has exited (one stopped on purpose is no
+        longer in ``procs``): the last lines of its log say why."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = self.log(name).read_text(errors="replace")[-1500:]
+                raise LoopbackError(f"{name} exited with {proc.returncode}: {tail}")
+
     def stop_dagster(self) -> None:
         """The workers, the daemon and the web server (nothing writes the results after)."""
         for name in [n for n in self.procs if n.startswith(("worker", "daemon", "webserver"))]:
@@ -179,8 +187,8 @@ class Stack:
             self.stop(name)
         if "postgres" in self.procs:
             self.stop("postgres", signal.SIGINT)
-        for name in list(self.procs):
-            self.stop(name)
+        for rest in list(self.procs):
+            self.stop(rest)
 
     # -- services ----------------------------------------------------------------------------
 
@@ -225,10 +233,13 @@ class Stack:
             return False
         return True
 
-    def restart_postgres(self) -> float:
-        """Stop Postgres (fast shutdown: clients are disconnected) and start it again."""
+    def restart_postgres(self, down: float) -> float:
+        """Stop Postgres (fast shutdown: every client connection is terminated, in-flight
+        transactions roll back), keep it down ``down`` seconds, start it again on the same port
+        and data folder; seconds it was unreachable."""
         started = time.monotonic()
         self.stop("postgres", signal.SIGINT)
+        time.sleep(down)
         self._run_postgres("postgres" if os.geteuid() == 0 else None)
         return time.monotonic() - started
 
@@ -370,11 +381,32 @@ def _http_ok(url: str) -> bool:
         return bool(response.status == 200)
 
 
+# What the web server answers while Postgres is away or just back: it holds one connection per
+# storage, and the first query on a connection the restart closed fails (SQLAlchemy then drops
+# the pool's connections, the next query reconnects).
+POSTGRES_GONE = ("OperationalError", "too many retries for DB connection")
+
+
 @dataclass(frozen=True)
 class GraphQL:
     url: str
+    # Queries answered with a Postgres connection error and asked again (a user's refresh).
+    retried: list[str] = field(default_factory=list)
 
-    def __call__(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, patience: float = 60.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._ask(query, variables)
+            except LoopbackError as exc:
+                if not any(s in str(exc) for s in POSTGRES_GONE) or time.monotonic() > deadline:
+                    raise
+                self.retried.append(str(exc)[:200])
+                time.sleep(1.0)
+
+    def _ask(self, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(
             self.url, data=body, headers={"Content-Type": "application/json"}
@@ -393,6 +425,9 @@ class GraphQL:
 def running_stack(workdir: Path) -> Iterator[Stack]:
     stack = Stack(workdir)
     stack.env = {k: v for k, v in os.environ.items() if not k.startswith("MLRUNS_ASSETS_")}
+    # `dagster-celery worker start` runs `celery` from PATH: this environment's, however the
+    # script was started (uv run puts it there, a bare .venv/bin/python does not).
+    stack.env["PATH"] = os.pathsep.join([str(BIN), stack.env.get("PATH", os.defpath)])
     try:
         yield stack
     finally:
@@ -489,10 +524,7 @@ def wait_backfill(
 
     def done() -> bool:
         nonlocal status, lost_since
-        for name in ("daemon", "webserver"):
-            proc = stack.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise LoopbackError(f"{name} exited: {stack.log(name).read_text()[-2000:]}")
+        stack.check_alive()
         result = gql(BACKFILL_STATUS, {"backfillId": backfill_id})["partitionBackfillOrError"]
         status = str(result.get("status", "?"))
         if status in TERMINAL:
@@ -532,6 +564,7 @@ def run_e2e(args: argparse.Namespace) -> int:
     from mlruns_assets.source.discovery import plan_discovery, with_kinds
     from mlruns_assets.source.tracking import TrackingStore
     from mlruns_assets.warehouse.catalog import assets_for_kind
+    from mlruns_assets.warehouse.leaderboard import LEADERBOARD
 
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mlruns-assets-distributed-"))
@@ -559,6 +592,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                 heartbeat_seconds=5.0,
                 stall_timeout_seconds=args.stall_timeout,
                 stall_sensor_interval_seconds=5,
+                pause_figures=args.pause_figures,
             )
             store = TrackingStore(uri)
             experiments = store.experiments(None)
@@ -597,6 +631,14 @@ def run_e2e(args: argparse.Namespace) -> int:
                 if args.restart_redis:
                     # Broker and result backend gone for a moment while runs are in flight.
                     outcome.note(redis_restart_s=round(stack.restart_redis(), 1))
+                if args.restart_postgres:
+                    # The instance gone while a run is writing its events, by default longer
+                    # than dagster-postgres's connection retries (~12 s): writes fail for real.
+                    in_flight = wait_run_in_flight(stack, instance, args.timeout)
+                    outcome.note(
+                        postgres_restart_run=in_flight[:8],
+                        postgres_down_s=round(stack.restart_postgres(args.postgres_down), 1),
+                    )
                 statuses = [
                     wait_backfill(gql, b, args.timeout, stack, instance, outcome) for b in backfills
                 ]
@@ -613,12 +655,18 @@ def run_e2e(args: argparse.Namespace) -> int:
                     ]
                     outcome.note(refill_backfills=",".join(statuses))
                 outcome.note(refilled=sum(len(m) for _, m in refill))
-                # Throughput: from the first run's start to the last run's end (the backfill's
-                # own status lags behind its daemon's iterations).
+                # The figures sensor rebuilds the leaderboards (compared below) and draws the
+                # curves after the extractions: wait until it has nothing left to launch.
+                outcome.note(quiet_after_s=round(wait_quiet(stack, instance, args.timeout), 1))
+                # Throughput: from the first extraction run's start to the last one's end (the
+                # backfill's own status lags behind its daemon's iterations; the figures runs
+                # are not extraction).
                 spans = [
                     (r.start_time, r.end_time)
                     for r in instance.get_run_records()
-                    if r.start_time is not None and r.end_time is not None
+                    if r.start_time is not None
+                    and r.end_time is not None
+                    and "dagster/backfill" in r.dagster_run.tags
                 ]
                 if spans:
                     first, last = min(s for s, _ in spans), max(e for _, e in spans)
@@ -636,7 +684,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                     by_status[value] = by_status.get(value, 0) + 1
                 outcome.note(runs=json.dumps(by_status, separators=(",", ":")))
                 slots = held_slots(instance)
-                outcome.note(pool_slots_held=slots)
+                outcome.note(pool_slots_held=slots, graphql_retried=len(gql.retried))
                 if slots:
                     raise LoopbackError(f"{slots} concurrency slots still held after the runs")
             if old_home is None:
@@ -652,7 +700,9 @@ def run_e2e(args: argparse.Namespace) -> int:
             if extracted.returncode != 0:
                 output = (extracted.stdout + extracted.stderr)[-2000:]
                 raise LoopbackError(f"single-file extract failed: {output}")
-            tables, rows, diffs, duplicates = compare(database, single)
+            # With the figures sensor paused no leaderboard is built: the extraction tables only.
+            skip = {LEADERBOARD.name} if args.pause_figures else set()
+            tables, rows, diffs, duplicates = compare(database, single, skip)
             outcome.note(tables=tables, rows=rows, differing_tables=diffs, duplicates=duplicates)
             if diffs or duplicates:
                 raise LoopbackError(f"{diffs} tables differ, {duplicates} duplicated run rows")
@@ -662,20 +712,37 @@ def run_e2e(args: argparse.Namespace) -> int:
         if not isinstance(exc, LoopbackError):
             exc = LoopbackError(f"{type(exc).__name__}: {exc}")
         elapsed = time.monotonic() - began
+        outcome.note(ok=False, elapsed_s=round(elapsed, 1), error=str(exc))
+        write_json(args.json, outcome.figures)
         print(f"distributed: FAILED after {elapsed:.0f} s: {exc} (logs: {workdir}/logs)")
         return 1
     elapsed = time.monotonic() - began
+    outcome.note(ok=True, elapsed_s=round(elapsed, 1))
+    write_json(args.json, outcome.figures)
     f = outcome.figures
+    faults = []
+    if "killed" in f:
+        faults.append(
+            f"{f['killed']} SIGKILLed mid-run ({f['committed_before_kill']} partitions committed)"
+        )
+    if "redis_restart_s" in f:
+        faults.append(f"Redis restarted ({f['redis_restart_s']} s)")
+    if "postgres_down_s" in f:
+        faults.append(f"Postgres restarted mid-run ({f['postgres_down_s']} s down)")
     print(
-        f"distributed: OK {f['partitions']} partitions over {args.workers} Celery workers, "
-        f"{f.get('killed', 'no')} worker killed mid-run ({f.get('committed_before_kill', 0)} "
-        f"partitions committed by then), {f.get('refilled', 0)} refilled, {f['tables']} tables / "
-        f"{f['rows']} rows equal to a single-file extract, 0 duplicates, no slot held, "
-        f"{elapsed:.0f} s"
+        f"distributed: OK {f['partitions']} partitions over {args.workers} Celery workers; "
+        f"faults: {', '.join(faults) or 'none'}; {f.get('refilled', 0)} refilled; "
+        f"{f['tables']} tables / {f['rows']} rows equal to a single-file extract, 0 duplicates, "
+        f"no slot held; {elapsed:.0f} s"
     )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def write_json(path: Path | None, figures: Mapping[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
 
 
 def kill_a_worker_mid_run(
@@ -691,6 +758,7 @@ def kill_a_worker_mid_run(
         return None
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
+        stack.check_alive()
         started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
         for record in instance.get_run_records(started):
             run = record.dagster_run
@@ -718,6 +786,57 @@ def kill_a_worker_mid_run(
                 return name
         time.sleep(0.2)
     raise LoopbackError("no run was ever mid-way to kill its worker")
+
+
+def wait_quiet(stack: Stack, instance: Any, timeout: float, quiet: float = 30.0) -> float:
+    """Wait until no run has been queued or in progress for ``quiet`` seconds (three figures
+    sensor intervals); seconds waited."""
+    import dagster as dg
+
+    active = dg.RunsFilter(
+        statuses=[
+            dg.DagsterRunStatus.QUEUED,
+            dg.DagsterRunStatus.NOT_STARTED,
+            dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED,
+            dg.DagsterRunStatus.CANCELING,
+        ]
+    )
+    since = time.monotonic()
+
+    def settled() -> bool:
+        nonlocal since
+        stack.check_alive()
+        if instance.get_runs_count(active):
+            since = time.monotonic()
+        return time.monotonic() - since >= quiet
+
+    return wait_for("no run queued or in progress", settled, timeout)
+
+
+def wait_run_in_flight(stack: Stack, instance: Any, timeout: float) -> str:
+    """The id of an extraction run that has committed a partition and is still running."""
+    import dagster as dg
+
+    from mlruns_assets.runtime.worker import WORKER_TAG, live_process, parse_worker_tag
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        for record in instance.get_run_records(
+            dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+        ):
+            run = record.dagster_run
+            worker = parse_worker_tag(run.tags.get(WORKER_TAG))
+            if worker is None or live_process(worker) is None:  # not yet, or the killed one
+                continue
+            committed = instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1
+            ).records
+            if committed:
+                return str(run.run_id)
+        time.sleep(0.2)
+    raise LoopbackError("no extraction run was ever in flight to restart Postgres under")
 
 
 def _run_size(instance: Any, run: Any) -> int:
@@ -751,8 +870,11 @@ def held_slots(instance: Any) -> int:
     return held
 
 
-def compare(distributed: Path, single: Path) -> tuple[int, int, int, int]:
-    """(tables, rows, tables whose rows differ, (run, table) pairs whose row count differs)."""
+def compare(
+    distributed: Path, single: Path, skip: set[str] | None = None
+) -> tuple[int, int, int, int]:
+    """(tables, rows, tables whose rows differ, (run, table) pairs whose row count differs);
+    tables named in ``skip`` are left out."""
     import duckdb
 
     conn = duckdb.connect()
@@ -762,6 +884,7 @@ def compare(distributed: Path, single: Path) -> tuple[int, int, int, int]:
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_catalog = 's' AND table_schema <> 'main' ORDER BY 1, 2"
     ).fetchall()
+    tables = [(schema, table) for schema, table in tables if table not in (skip or set())]
     rows = diffs = duplicates = 0
     for schema, table in tables:
         columns = [
@@ -812,11 +935,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     e2e.add_argument(
         "--restart-redis", action="store_true", help="restart Redis right after the kill"
     )
+    e2e.add_argument(
+        "--restart-postgres",
+        action="store_true",
+        help="stop Postgres (fast shutdown) while a run is writing, start it again",
+    )
+    e2e.add_argument(
+        "--postgres-down", type=float, default=20.0, help="seconds Postgres stays down"
+    )
     e2e.add_argument("--timeout", type=float, default=600.0, help="per wait, in seconds")
+    e2e.add_argument(
+        "--pause-figures",
+        action="store_true",
+        help="figures sensor stopped (throughput of extraction alone; leaderboards not compared)",
+    )
+    e2e.add_argument("--json", type=Path, help="write the scenario's figures to this file")
     e2e.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
     e2e.add_argument("--verbose", "-v", action="store_true", help="each step's figures on stderr")
     args = parser.parse_args(argv)
+    # Stopped from outside (a CI timeout's SIGTERM, Ctrl-C, or SIGINT to a background job, which
+    # the shell started with SIGINT ignored): unwind, so that every process started is stopped.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _interrupted)
     return run_e2e(args)
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # once: let the cleanup finish
+        signal.signal(sig, signal.SIG_IGN)
+    raise LoopbackError(f"interrupted by {signal.Signals(signum).name}")
 
 
 if __name__ == "__main__":

@@ -75,9 +75,13 @@ def demo_command(path: str, backend: str, runs: int, bootstraps: int) -> None:
 @click.pass_context
 def quickstart_command(ctx: click.Context, path: str, runs: int) -> int:
     """Write the demo store under PATH/store (the first time; a rerun reuses it), extract it
-    into PATH/results.duckdb with its subject map, and print the command that opens the web UI
-    on the same instance. Safe to rerun: the second time there is nothing left to extract."""
+    into PATH/results.duckdb with its subject map, rebuild the leaderboards and draw each run's
+    curves, and print the command that opens the web UI on the same instance. Safe to rerun:
+    the second time there is nothing left to extract."""
     from mlruns_assets.cli.extract import extract_command
+    from mlruns_assets.cli.figures_refresh import refresh_figures
+    from mlruns_assets.runtime.interrupts import EXIT_INTERRUPTED
+    from mlruns_assets.runtime.settings import Settings
 
     root = demo_folder(path).resolve()
     folder = root / "store"
@@ -93,6 +97,20 @@ def quickstart_command(ctx: click.Context, path: str, runs: int) -> int:
     args = ["--tracking-uri", store.tracking_uri, "--db", str(db)]
     args += ["--subject-map", str(store.subject_map_path)]
     code = extract_command.main(args=args, standalone_mode=False)
+    if code == EXIT_INTERRUPTED:  # the user asked to stop: no more work
+        return int(code)
+    figures = refresh_figures(
+        Settings(
+            tracking_uri=store.tracking_uri,
+            database=str(db),
+            subject_map=str(store.subject_map_path),
+        )
+    )
+    click.echo(
+        f"figures: {figures.leaderboards} leaderboard(s) rebuilt, curves drawn for "
+        f"{figures.curves} run(s)" + (f", {figures.failures} failed" if figures.failures else "")
+    )
+    click.echo(f"report to share: uv run mlruns-assets report --db {db} --out {root}/report.html")
     click.echo(
         "open the web UI on the same instance with:\n"
         f"  uv run mlruns-assets ui --tracking-uri {store.tracking_uri} --db {db} "

@@ -21,9 +21,11 @@ from mlruns_assets.cli.extract_plan import (
     ExtractSummary,
     plan_work,
 )
+from mlruns_assets.cli.figures_refresh import refresh_leaderboards
 from mlruns_assets.cli.options import setting_option, settings_from, store_options
 from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.cli.progress_bar import ProgressBar
+from mlruns_assets.defs.leaderboard import leaderboard_job_name
 from mlruns_assets.defs.partitions import (
     MAX_PARTITIONS_PER_RUN,
     extraction_job_name,
@@ -32,6 +34,7 @@ from mlruns_assets.defs.partitions import (
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.defs.resources import build_warehouse
 from mlruns_assets.defs.stall_sensor import fail_orphaned_runs
+from mlruns_assets.pipeline.extraction_pool import shutdown_shared_pool, start_shared_pool
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.interrupts import (
     EXIT_INTERRUPTED,
@@ -40,10 +43,11 @@ from mlruns_assets.runtime.interrupts import (
     stop_requested,
 )
 from mlruns_assets.runtime.progress import PROGRESS_LOGGER
-from mlruns_assets.runtime.settings import Settings
+from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.runtime.worker import worker_tags
 from mlruns_assets.source.discovery import with_kinds
 from mlruns_assets.warehouse.catalog import assets_for_kind
+from mlruns_assets.warehouse.duckdb_writer import experiment_schemas
 from mlruns_assets.warehouse.identity import open_database_id
 
 
@@ -122,6 +126,7 @@ def run_extract(
             # Runs left STARTED by an earlier extract that was killed would show as in progress
             # forever and hold places in the UI's run queue.
             jobs = [extraction_job_name(e) for e in experiments]
+            jobs += [leaderboard_job_name(e) for e in experiments]
             for line in fail_orphaned_runs(instance, jobs):
                 write(line + "\n")
         work = plan_work(
@@ -138,6 +143,11 @@ def run_extract(
         )
         if not dry_run:
             total = sum(len(r) for item in work for r in item.ranges)
+            pooled = sum(
+                len(r) for item in work if item.kind != Kind.IMPUTATION for r in item.ranges
+            )
+            pool = start_shared_pool(store, config.workers, pooled)
+            summary.workers = pool.workers if pool else 0
             tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
             bar = ProgressBar(total, write, tty=tty)
             PROGRESS_LOGGER.addHandler(bar)
@@ -147,9 +157,18 @@ def run_extract(
                     partial(_execute, work, defs, instance, summary, bar), write
                 )
             finally:
+                shutdown_shared_pool()  # the workers served every step of this command
                 PROGRESS_LOGGER.removeHandler(bar)
                 bar.finish()
                 clear_stop_request()
+            changed = summary.materialized or summary.failed or summary.removed
+            warehouse = build_warehouse(config)
+            if changed and not summary.interrupted and warehouse.exists():
+                # The leaderboards rank what is there now: of every experiment with rows.
+                with warehouse.get_connection(read_only=True) as conn:
+                    present = set(experiment_schemas(conn))
+                ranked = [e for e in experiments if e.slug in present]
+                refresh_leaderboards(defs, instance, ranked)
     summary.seconds = time.monotonic() - started
     return summary
 

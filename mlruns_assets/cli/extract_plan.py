@@ -44,6 +44,7 @@ class ExtractSummary:
     removed: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    workers: int = 0  # worker processes that read the runs (0: the command's own process)
 
     @property
     def left(self) -> int:
@@ -54,6 +55,7 @@ class ExtractSummary:
             f"materialized {len(self.materialized)}, skipped {self.skipped} (up to date), "
             f"excluded {len(self.excluded)}, failed {len(self.failed)}, "
             f"removed {len(self.removed)} in {self.seconds:.1f} s"
+            + (f" ({self.workers} worker processes)" if self.workers else "")
         ]
         for label, reasons in (("extracted", self.todo), ("excluded", self.excluded)):
             counts = Counter(reasons.values())

@@ -78,6 +78,7 @@ def store_options(func: F) -> F:
         setting_option(
             "max_memory_gb", "--max-memory-gb", type=click.FloatRange(min=0, min_open=True)
         ),
+        setting_option("workers", "--workers", type=click.IntRange(min=1)),
         setting_option("heartbeat_seconds", "--heartbeat-seconds", type=click.FloatRange(min=0)),
         setting_option(
             "hold_connection_seconds", "--hold-connection-seconds", type=click.FloatRange(min=0)

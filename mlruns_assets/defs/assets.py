@@ -29,6 +29,7 @@ from mlruns_assets.defs.partitions import (
 )
 from mlruns_assets.defs.resources import ExtractionPolicyResource, MlflowTrackingResource
 from mlruns_assets.pipeline.checkpoint import SettingsFingerprint, settings_fingerprint
+from mlruns_assets.pipeline.extraction_pool import shared_pool
 from mlruns_assets.pipeline.partition_loop import (
     PartitionCommitted,
     PartitionFailed,
@@ -186,9 +187,13 @@ def build_extraction_asset(
             context, experiment, settings_fingerprint(kind, settings.subject_map), keys
         )
         failures: dict[str, str] = {}  # bounded: one cause per partition of this step
+        store = mlflow_tracking.store()
+        pool = shared_pool(store, kind, extraction_policy.workers, len(keys))
+        if pool is not None:
+            context.log.info(f"{pool.workers} worker processes read the runs")
         with warehouse.partition_writer() as writer:
             outcomes = extract_partitions(
-                mlflow_tracking.store(),
+                store,
                 writer,
                 experiment,
                 keys,
@@ -197,6 +202,7 @@ def build_extraction_asset(
                 database=Path(warehouse.database),
                 min_free_disk_bytes=int(warehouse.min_free_disk_gb * 1e9),
                 should_stop=stop_requested,
+                pool=pool,
             )
             for outcome in _failing_on_low_disk(outcomes):
                 if isinstance(outcome, PartitionFailed):

@@ -1,5 +1,6 @@
 """The Dagster definitions of a project: per experiment its extraction asset, job, removal job
-and discovery sensor; one stall sensor; the resources built from the settings."""
+and discovery sensor; per classification experiment its leaderboard and curves; one stall
+sensor; the resources built from the settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dagster as dg
 from mlruns_assets.defs.assets import build_extraction_asset, extraction_job
 from mlruns_assets.defs.checkpoints import build_runs_source
 from mlruns_assets.defs.demo_traces import build_demo_traces_asset
+from mlruns_assets.defs.figures import build_figures
 from mlruns_assets.defs.partitions import partitions_def_name, run_partitions
 from mlruns_assets.defs.removal import build_removal_job
 from mlruns_assets.defs.resources import build_resources
@@ -53,6 +55,13 @@ def build_definitions(
         jobs += [job, removal]
         sensors.append(build_discovery_sensor(experiment, job, removal))
         partitions_by_job[job.name] = partitions_def_name(experiment)
+    figures = build_figures(
+        [e for e in experiments if settings.kind_of(e.name) == Kind.CLASSIFICATION],
+        paused=settings.pause_figures,
+    )
+    assets += figures.assets
+    jobs += figures.jobs
+    sensors += figures.sensors
     if partitions_by_job:
         sensors.append(
             build_stall_sensor(

@@ -43,6 +43,7 @@ class ExtractionPolicyResource(dg.ConfigurableResource):  # type: ignore[type-ar
     max_memory_gb: float = Field(
         default=Settings.default("max_memory_gb"), description=Settings.help("max_memory_gb")
     )
+    workers: int = Field(default=Settings.default("workers"), description=Settings.help("workers"))
     heartbeat_seconds: float = Field(
         default=Settings.default("heartbeat_seconds"),
         description=Settings.help("heartbeat_seconds"),
@@ -111,6 +112,7 @@ def build_resources(settings: Settings, *, from_environment: bool = False) -> di
         "extraction_policy": ExtractionPolicyResource(
             subject_map=settings.subject_map,
             max_memory_gb=settings.max_memory_gb,
+            workers=settings.workers,
             heartbeat_seconds=settings.heartbeat_seconds,
         ),
         "warehouse": build_warehouse(settings, database, warehouse),

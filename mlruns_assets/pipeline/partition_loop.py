@@ -17,15 +17,16 @@ from pathlib import Path
 import duckdb
 from mlflow.entities import Run
 
-from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction, extract_run
+from mlruns_assets.pipeline.extraction_pool import ExtractionPool, extracted_in_order
+from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction
 from mlruns_assets.runtime.errors import ExtractionError, one_line
-from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss, reset_peak_rss
+from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse.catalog import all_tables, tables_for_kind
 from mlruns_assets.warehouse.duckdb_writer import PartitionWriter, delete_partitions
 from mlruns_assets.warehouse.tables import TableSpec
-from mlruns_assets.warehouse.validation import ERROR, run_checks
+from mlruns_assets.warehouse.validation import ERROR, run_checks, run_failures_sql
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ PartitionOutcome = PartitionCommitted | PartitionFailed
 def reject_invalid_run(
     schema: str, specs: list[TableSpec], run_id: str, conn: duckdb.DuckDBPyConnection
 ) -> None:
-    """Raise (and so roll back) when the run's freshly inserted rows fail an ERROR check."""
+    """Raise (and so roll back) when the run's freshly inserted rows fail an ERROR check: one
+    query, then the detailed checks only to name what failed."""
+    sql = run_failures_sql(schema, specs)
+    found = conn.execute(sql, {"run_id": run_id}).fetchone() if sql else None
+    if not found or not found[0]:
+        return
     outcomes = run_checks(conn, schema, specs, run_id)
     failed = [o for o in outcomes if not o.passed and o.severity == ERROR]
     if failed:
@@ -98,31 +104,28 @@ def extract_partitions(
     database: Path,
     min_free_disk_bytes: int,
     should_stop: Callable[[], bool] = lambda: False,
+    pool: ExtractionPool | None = None,
 ) -> Iterator[PartitionOutcome]:
     """Extract and commit each partition (MLflow run id) of ``keys`` in order.
 
     Raises ``LowDiskSpace`` before the first partition when the database's disk is short;
     everything later fails its partition only. Progress reaches ``progress`` as partitions
     complete and, through ``settings.heartbeat``, between the reads inside one. Once
-    ``should_stop()`` (an interrupt), no further partition starts.
+    ``should_stop()`` (an interrupt), no further partition starts. With a ``pool``, its
+    workers read and transform the runs ahead of the commits (``extraction_pool``).
     """
     check_free_disk([database], min_free_disk_bytes)
     slug = experiment.slug
     specs = tables_for_kind(settings.kind)
     # A run extracted before under another kind loses its rows in that kind's tables.
     other_kinds = [t for t in all_tables() if t not in specs]
-    runs = store.runs_by_id(experiment.experiment_id, list(keys))
-    for key in keys:
-        if should_stop():
-            return
-        started = time.monotonic()
-        reset_peak_rss()
-        run = runs.get(key)
+    for item in extracted_in_order(store, experiment, keys, settings, progress, pool, should_stop):
+        key, run = item.key, item.run
         label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
         try:
-            if run is None:
-                raise LookupError(f"not found in experiment {experiment.name!r}")
-            extracted = extract_run(store, run, settings)
+            if isinstance(item.result, Exception):
+                raise item.result
+            extracted = item.result
             progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
             rows = writer.commit(
                 slug,
@@ -147,5 +150,8 @@ def extract_partitions(
             yield PartitionFailed(key, cause, removed)
             progress.partition_done(key, error=cause)
             continue
-        yield PartitionCommitted(key, run, rows, extracted, time.monotonic() - started, peak_rss())
+        assert run is not None  # extracted, so found
+        seconds = time.monotonic() - item.started
+        rss = max(peak_rss(), item.worker_peak_rss)
+        yield PartitionCommitted(key, run, rows, extracted, seconds, rss)
         progress.partition_done(key)

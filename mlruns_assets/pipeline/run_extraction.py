@@ -19,7 +19,7 @@ from mlruns_assets.runtime.guardrails import MemoryGuard
 from mlruns_assets.runtime.progress import Heartbeat as Heartbeat  # re-exported (resources)
 from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.source.artifacts import load_imputation_artifact, load_metrics_artifact
-from mlruns_assets.source.tracking import TrackingStore
+from mlruns_assets.source.tracking import MetricPoints, TrackingStore
 from mlruns_assets.transform.run_record import metric_history_table, runs_table
 from mlruns_assets.transform.signals import imputation_methods, read_signals, signal_tables
 from mlruns_assets.transform.stratos_tables import build_stratos_tables
@@ -69,7 +69,12 @@ def signal_chunks(
         del table  # inserted by now: keep no reference while the next chunk is built
 
 
-def extract_run(store: TrackingStore, run: Run, settings: ExtractionSettings) -> RunExtraction:
+def extract_run(
+    store: TrackingStore,
+    run: Run,
+    settings: ExtractionSettings,
+    history: MetricPoints | None = None,
+) -> RunExtraction:
     """Every table of one run. Bad input raises an exception with a one-line cause.
 
     Imputation signals are a lazy iterable of chunks: they are read as the warehouse inserts
@@ -78,6 +83,7 @@ def extract_run(store: TrackingStore, run: Run, settings: ExtractionSettings) ->
     The memory guard runs before each read and names it; ``settings.heartbeat`` is called
     between the reads (never from a timer: a hung read goes quiet, which the stall sensor sees).
     The metrics artifact is read first: it is the big read, and a memory failure then names it.
+    ``history`` is the run's metric history when it was read in bulk; else it is read here.
     """
     run_id = run.info.run_id
 
@@ -91,11 +97,14 @@ def extract_run(store: TrackingStore, run: Run, settings: ExtractionSettings) ->
     if settings.kind == Kind.CLASSIFICATION:
         with store.artifacts(run) as artifacts:
             metrics, path = load_metrics_artifact(artifacts, settings.memory, beat)
-    settings.memory.check(f"reading the metric history of run {run_id}")
-    beat("reading the metric history")
-    history = metric_history_table(run_id, store.metric_history(run))
-    beat(f"read the metric history ({history.num_rows} points)")
-    result = RunExtraction({RUNS: runs_table(run, now), METRIC_HISTORY: history})
+    if history is None:
+        settings.memory.check(f"reading the metric history of run {run_id}")
+        beat("reading the metric history")
+        history = store.metric_history(run)
+        beat(f"read the metric history ({len(history.keys)} points)")
+    result = RunExtraction(
+        {RUNS: runs_table(run, now), METRIC_HISTORY: metric_history_table(run_id, history)}
+    )
     if settings.kind == Kind.CLASSIFICATION:
         tables, notes = build_stratos_tables(run, metrics, path, settings.subject_map, now)
         del metrics

@@ -54,6 +54,19 @@ def admitted_statuses(admit_failed_runs: bool) -> tuple[str, ...]:
     return ("FINISHED", "FAILED", "KILLED") if admit_failed_runs else ("FINISHED",)
 
 
+# Below this many partitions, starting worker processes costs more than they save: a worker
+# is ready 3-5 s after it is asked for (imports, opening the store), the time one process
+# takes for ~100 partitions, and the step goes on in its own thread meanwhile.
+MIN_PARTITIONS_FOR_WORKERS = 64
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform tells)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _option(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -86,7 +99,13 @@ class Settings:
         "passes through it and an unmapped code fails its partition",
     )
     max_memory_gb: float = _option(
-        4.0, "RSS limit of an extraction step; past it the partition fails"
+        4.0, "RSS limit of an extraction step (of each worker process); past it the partition fails"
+    )
+    workers: int = _option(
+        available_cores(),
+        "processes reading and transforming runs while the step commits them in order; 1 "
+        f"reads in the step itself (so does a step of under {MIN_PARTITIONS_FOR_WORKERS} "
+        "partitions, and an imputation experiment, whose signals stream into the database)",
     )
     heartbeat_seconds: float = _option(
         60.0, "longest interval between two progress lines of a working step"
@@ -114,6 +133,11 @@ class Settings:
     )
     private_dir: str | None = _option(
         None, "private output folder (default: private/ beside the database)"
+    )
+    pause_figures: bool = _option(
+        False,
+        "start the figures sensor stopped: the UI's daemon then leaves leaderboards and curves "
+        "as they are after extractions (e.g. while benchmarking); they still materialize by hand",
     )
     warehouse: str | None = _option(
         None,

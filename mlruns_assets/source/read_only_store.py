@@ -67,7 +67,7 @@ _SERVER_SCHEMES = ("postgresql", "mysql", "mssql")
 _READ_ONLY_SQLITE_SCHEME = "mlruns-assets-sqlite"
 _READ_ONLY_FILE_SCHEME = "mlruns-assets-file"
 
-StoreAccess = Literal["read-only", "temporary copy", "server", "file store"]
+StoreAccess = Literal["read-only", "temporary copy", "server", "file store", "reopened"]
 
 
 def _scheme(uri: str) -> str:
@@ -221,6 +221,14 @@ class OpenedStore:
     access: StoreAccess
     detail: str
     copy: SqliteCopy | None = None
+
+
+def reopen_store(client_uri: str) -> MlflowClient:
+    """A client over what ``open_store`` chose in another process (its client's URI: the
+    read-only scheme, a temporary copy, a server), for a worker of that process: the checks
+    were made there, and that process keeps any temporary copy alive."""
+    _register_read_only_schemes()
+    return MlflowClient(tracking_uri=client_uri)
 
 
 def open_store(tracking_uri: str) -> OpenedStore:

@@ -4,6 +4,7 @@ Also the read-only SQLite store MLflow is handed at the head revision."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,6 @@ import mlflow
 if TYPE_CHECKING:
     # SQLAlchemy, alembic and MLflow's SQL store cost ~1.5 s to import: only SQL stores do.
     import sqlalchemy
-    from alembic.script import ScriptDirectory
 
 from mlruns_assets.runtime.errors import TrackingStoreError
 
@@ -23,35 +23,46 @@ _MLFLOW_UPGRADE = (
 )
 
 
-@lru_cache(maxsize=1)
-def _migrations() -> ScriptDirectory:
-    from alembic.script import ScriptDirectory
+_REVISION_LINE = re.compile(r"""^(revision|down_revision)\s*=\s*(?:["'](\w+)["']|None)\s*$""", re.M)
 
-    return ScriptDirectory(str(Path(mlflow.__file__).parent / "store" / "db_migrations"))
+
+@lru_cache(maxsize=1)
+def revision_graph() -> dict[str, str | None]:
+    """The installed MLflow's schema revisions and the revision each migrates from.
+
+    Read from the ``revision = ...`` lines of its migration files rather than with alembic's
+    ``ScriptDirectory``, which executes every migration module to learn the same two names:
+    0.9 s on every command that opens an SQLite store, for ~10 ms of reading. A test compares
+    this graph with alembic's, so a migration file this cannot read fails CI."""
+    graph: dict[str, str | None] = {}
+    versions = Path(mlflow.__file__).parent / "store" / "db_migrations" / "versions"
+    for script in sorted(versions.glob("*.py")):
+        found = dict(
+            (name, value or None)
+            for name, value in _REVISION_LINE.findall(script.read_text(encoding="utf-8"))
+        )
+        if "revision" in found:
+            graph[str(found["revision"])] = found.get("down_revision")  # bounded: ~70 files
+    return graph
 
 
 @lru_cache(maxsize=1)
 def installed_schema_head() -> str:
     """The alembic head revision of the installed MLflow: the schema it reads (and migrates
     every older store to)."""
-    heads = _migrations().get_heads()
+    graph = revision_graph()
+    heads = sorted(set(graph) - set(graph.values()))
     if len(heads) != 1:
         raise TrackingStoreError(f"the installed MLflow has {len(heads)} schema heads: {heads}")
-    return str(heads[0])
+    return heads[0]
 
 
 def schema_relation(revision: str) -> Literal["current", "older", "newer"]:
     """A store's revision against the installed MLflow: its head, one it knows (older), or
     one it does not know (written by a newer MLflow)."""
-    from alembic.util import CommandError
-
     if revision == installed_schema_head():
         return "current"
-    try:
-        known = _migrations().get_revision(revision) is not None
-    except CommandError:
-        known = False
-    return "older" if known else "newer"
+    return "older" if revision in revision_graph() else "newer"
 
 
 def schema_mismatch_message(store: str, revision: str) -> str:

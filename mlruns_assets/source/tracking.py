@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 import mlflow
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Metric, Run, ViewType
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ from mlruns_assets.source.read_only_store import (
     is_file_store,
     normalize_tracking_uri,
     open_store,
+    reopen_store,
 )
 from mlruns_assets.source.sqlite_copies import _SQLITE_COPIES
 
@@ -159,6 +161,17 @@ class TrackingStore:
             weakref.finalize(self, _SQLITE_COPIES.release, opened.copy) if opened.copy else None
         )
 
+    @classmethod
+    def reopened(cls, client_uri: str) -> TrackingStore:
+        """The store a parent process opened, in one of its worker processes (``client_uri``
+        is the parent's ``client.tracking_uri``; see ``reopen_store``)."""
+        store = cls.__new__(cls)
+        store.tracking_uri = client_uri
+        store.client = reopen_store(client_uri)
+        store.access, store.access_detail = "reopened", "in a worker process"
+        store.copy, store._release = None, None
+        return store
+
     def close(self) -> None:
         """Release the temporary copy, if any (removed when no other store uses it)."""
         if self._release is not None:
@@ -244,6 +257,36 @@ class TrackingStore:
                 points.add(key, m.step, m.timestamp, m.value)
         return points
 
+    def metric_histories(self, runs: Sequence[Run]) -> dict[str, MetricPoints] | None:
+        """The metric histories of several runs in one query, when the store is an SQL
+        database read through MLflow's own SQL store and models; None for other stores (file
+        stores, servers: ``metric_history`` per run). ``metric_history`` makes one query per
+        run and metric key; both give the same points in the same order."""
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = self.client._tracking_client.store
+        if not isinstance(store, SqlAlchemyStore) or not runs:
+            return None
+        by_run: dict[str, dict[str, list[Metric]]] = {r.info.run_id: {} for r in runs}
+        with store.ManagedSessionMaker() as session:
+            query = (
+                session.query(SqlMetric)
+                .filter(SqlMetric.run_uuid.in_(list(by_run)))
+                .order_by(SqlMetric.timestamp, SqlMetric.step, SqlMetric.value)
+            )
+            for row in query.yield_per(10_000):  # bounded: the histories of the given runs
+                by_run[row.run_uuid].setdefault(row.key, []).append(  # bounded: given runs
+                    row.to_mlflow_entity()
+                )
+        histories = {}
+        for run_id, by_key in by_run.items():
+            points = histories[run_id] = MetricPoints()  # bounded: the given runs
+            for key in sorted(by_key):
+                for m in by_key[key]:
+                    points.add(key, m.step, m.timestamp, m.value)
+        return histories
+
     @contextmanager
     def artifacts(self, run: Run) -> Iterator[RunArtifacts]:
         """Access to one run's artifacts; downloaded copies are removed on exit."""
@@ -264,12 +307,15 @@ class RunArtifacts:
         self.download_dir = download_dir
 
     def list(self, folder: str) -> list[tuple[str, int | None]]:
-        """(artifact path, size in bytes) of the files directly inside ``folder``."""
-        return [
-            (f.path, f.file_size)
-            for f in self.client.list_artifacts(self.run.info.run_id, folder)
-            if not f.is_dir
-        ]
+        """(artifact path, size in bytes) of the files directly inside ``folder``.
+
+        Listed from the run's own artifact URI: ``client.list_artifacts`` resolves a
+        ``runs:/`` URI first, a ``get_run`` and a logged-model lookup per call, to find the
+        URI the run record already holds."""
+        repository = get_artifact_repository(
+            self.run.info.artifact_uri, tracking_uri=self.client.tracking_uri
+        )
+        return [(f.path, f.file_size) for f in repository.list_artifacts(folder) if not f.is_dir]
 
     def local_path(self, artifact_path: str) -> Path:
         """A local file for the artifact: the stored file itself when the store is local."""

@@ -179,17 +179,24 @@ def replace_partition(
     tables: Mapping[TableSpec, TableData],
     validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     clear: Sequence[TableSpec] = (),
+    present: set[str] | None = None,
 ) -> dict[str, int]:
     """Replace one run's rows in every given table, in one transaction. Returns rows per table.
     The run's rows in the ``clear`` tables (those of other kinds) go in the same transaction.
+    ``present`` is the schema's tables as known on this connection (a writer's cache, updated
+    here: a table is created once per connection, not per partition); None looks them up.
 
     A table's value is an Arrow table or an iterable of Arrow tables (chunks, read lazily inside
     the transaction). ``validate`` runs inside the transaction after the inserts; if it (or a
     chunk) raises, nothing of the run changes. An empty table still deletes the run's old rows:
     the partition then holds nothing, as the latest extraction says.
     """
-    ensure_tables(conn, schema_name, list(tables))
-    present = existing_tables(conn, schema_name) if clear else set()
+    if present is None:
+        present = existing_tables(conn, schema_name)
+    missing = [spec for spec in tables if spec.name not in present]
+    if missing:
+        ensure_tables(conn, schema_name, missing)
+        present.update(spec.name for spec in missing)
     stale = [s for s in clear if s not in tables and s.name in present]
     rows: dict[str, int] = {}
     conn.begin()
@@ -386,6 +393,7 @@ class PartitionWriter:
     def __init__(self, warehouse: DuckDBWarehouse) -> None:
         self.warehouse = warehouse
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._present: dict[str, set[str]] = {}  # tables by schema, known on this connection
         self._opened = 0.0
         self.connections_opened = 0
         self.conflicts_retried = 0
@@ -467,8 +475,13 @@ class PartitionWriter:
             self.close()
         if self._conn is None:
             self._conn = self._open(on_wait, bulk)
+        if schema_name not in self._present:
+            self._present[schema_name] = existing_tables(self._conn, schema_name)
+        present = self._present[schema_name]
         try:
-            return replace_partition(self._conn, schema_name, run_id, tables, validate, clear)
+            return replace_partition(
+                self._conn, schema_name, run_id, tables, validate, clear, present
+            )
         except BaseException:
             self.close()
             raise
@@ -497,6 +510,7 @@ class PartitionWriter:
         return conn
 
     def close(self) -> None:
+        self._present.clear()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()

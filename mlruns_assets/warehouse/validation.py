@@ -174,13 +174,13 @@ def consistency_checks(
         f"""
         SELECT e.run_id FROM "{schema}".essential_metrics e
         LEFT JOIN (SELECT run_id, count(*) AS n, sum(y_true) AS events
-                   FROM "{schema}".predictions GROUP BY run_id) p USING (run_id)
+                   FROM "{schema}".predictions {where} GROUP BY run_id) p USING (run_id)
         {where.replace("run_id", "e.run_id")}
         {"AND" if where else "WHERE"} (p.n IS DISTINCT FROM e.n_test
             OR p.events IS DISTINCT FROM e.n_events
             OR abs(e.prevalence - e.n_events / e.n_test) > 1e-12)
         LIMIT 5""",
-        params,
+        params * 2,  # the run filter appears twice: predictions, then essential_metrics
     ).fetchall()
     detail = "inconsistent runs: " + ", ".join(r[0] for r in rows) if rows else ""
     return [
@@ -294,10 +294,41 @@ def original_codes_check(
     return CheckOutcome("no_original_subject_codes", where, ERROR, not found, detail)
 
 
+def run_failures_sql(schema: str, specs: list[TableSpec]) -> str | None:
+    """One query counting what ``run_checks`` would fail for the run ``$run_id``: the number of
+    failing checks (None when the tables have no row checks). Every subquery reads only the
+    run's rows, so its cost does not grow with the database (the detailed checks run only when
+    this finds something)."""
+    failing: list[str] = []
+    names = {spec.name for spec in specs}
+    for spec in specs:
+        target = f'"{schema}"."{spec.name}"'
+        for _check, bad in ROW_RULES.get(spec.name, []):
+            failing.append(  # bounded: one condition per declared rule
+                f"EXISTS (SELECT 1 FROM {target} WHERE run_id = $run_id AND ({bad}))"
+            )
+        if spec.name in ROWS_PER_RUN:  # no rows at all passes, as in row_checks
+            n = f"(SELECT count(*) FROM {target} WHERE run_id = $run_id)"
+            failing.append(f"{n} NOT IN (0, {ROWS_PER_RUN[spec.name]})")  # bounded: per table
+    if {ESSENTIAL_METRICS.name, PREDICTIONS.name} <= names:
+        failing.append(
+            f"""EXISTS (SELECT 1 FROM "{schema}".essential_metrics e,
+                (SELECT count(*) AS n, sum(y_true) AS events FROM "{schema}".predictions
+                 WHERE run_id = $run_id) p
+                WHERE e.run_id = $run_id AND (p.n IS DISTINCT FROM e.n_test
+                    OR p.events IS DISTINCT FROM e.n_events
+                    OR abs(e.prevalence - e.n_events / e.n_test) > 1e-12))"""
+        )
+    if not failing:
+        return None
+    return "SELECT " + " + ".join(f"({f})::INTEGER" for f in failing)
+
+
 def run_checks(
     conn: duckdb.DuckDBPyConnection, schema: str, specs: list[TableSpec], run_id: str
 ) -> list[CheckOutcome]:
-    """The row and consistency checks of one run (used inside its commit transaction)."""
+    """The row and consistency checks of one run, each with its detail (the commit transaction
+    runs them when ``run_failures_sql`` finds a failure)."""
     outcomes: list[CheckOutcome] = []
     for spec in specs:
         outcomes += row_checks(

@@ -79,6 +79,10 @@ def test_extract_into_ducklake_equals_a_file_and_the_checkpoint_holds(
                            str(demo.subject_map_path))  # fmt: skip
     assert code == 0, output
 
+    html = tmp_path / "report.html"
+    code, output = run_cli("report", "--warehouse", warehouse, "--out", str(html))
+    assert code == 0 and html.stat().st_size > 0, output
+
     out = tmp_path / "results.duckdb"
     _export(warehouse, out)
     tables, rows = _same_rows(out, file_extract.database)

@@ -1,10 +1,11 @@
 """Smoke test of the benchmark harness (benchmarks/run.py) at a tiny size.
 
 Runs the real harness in a child process on a 3-run store: every variant must report positive
-times, and the baseline exporter (a), the floor (b) and ``mlruns-assets extract`` (c) must have
-written the same essential_metrics for the same runs. The backfill variant (d) is skipped: it
-starts dagster-webserver and dagster-daemon and waits for the backfill daemon's 30 s loop,
-over a minute even for 3 runs. No timing is asserted.
+times, and the row-by-row exporter (a), the physical floor, the project floor (b) and
+``mlruns-assets extract`` (c1, c1_stock, c2) must have written the same essential_metrics for
+the same runs. The backfill variant (d) and the signals are skipped: (d) starts
+dagster-webserver and dagster-daemon and waits for the backfill daemon's 30 s loop, over a
+minute even for 3 runs. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
             "--commit-partitions",
             "2",
             "--skip-backfill",
+            "--skip-signals",
             "--workdir",
             str(work),
             "--out",
@@ -75,17 +77,20 @@ def test_every_variant_reports_positive_times(
 ) -> None:
     report, _, out = harness
     variants = report["variants"]
-    assert set(variants) == {"a", "b", "c", "d", "resume"}
+    extracts = ("c1", "c1_stock", "c2", "c100")
+    floors = ("floor_physical", "b", "a100")
+    assert set(variants) == {*extracts, *floors, "d", "resume"}
     assert variants["d"] == {"skipped": True}
-    for name in ("a", "b", "c", "resume"):
+    for name in (*extracts, *floors, "resume"):
         result = variants[name]
         assert result["wall_s"] > 0 and result["cpu_s"] > 0, name
         assert result["peak_rss_mb"] > result["import_rss_mb"] > 0, name
-    assert variants["c"]["detail"]["materialized"] == RUNS
+    for name in extracts:
+        assert variants[name]["detail"]["materialized"] == RUNS, name
     assert variants["resume"]["detail"]["materialized"] == 0
     assert variants["resume"]["detail"]["opened_no_artifact"] is True
     assert {(p["variant"], p["runs"]) for p in report["sweep"]} == {
-        (v, n) for v in ("b", "c") for n in (2, 3)
+        (v, n) for v in ("floor_physical", "extract") for n in (2, 3)
     }
     assert all(p["wall_s"] > 0 for p in report["sweep"])
     assert report["commit_patterns"]["per_partition"]["ms_per_partition"] > 0
@@ -97,15 +102,18 @@ def test_baseline_floor_and_extract_write_the_same_essential_metrics(
     harness: tuple[dict[str, Any], Path, Path],
 ) -> None:
     report, work, _ = harness
-    reference = _essential(work / "c.duckdb")
-    assert len(reference) == RUNS
-    for variant in ("a", "b"):
+    # The first-100 pair ran on the subset store (its own run ids): a100 against c100.
+    pairs = [("a100", "c100")] + [(v, "c1") for v in ("floor_physical", "b", "c1_stock", "c2")]
+    for variant, against in pairs:
+        reference = _essential(work / f"{against}.duckdb")
+        assert len(reference) == RUNS
         rows = _essential(work / f"{variant}.duckdb")
         assert set(rows) == set(reference), variant
         for run_id, row in rows.items():
             diffs = {k: (v, reference[run_id][k]) for k, v in row.items()}
             bad = {k: pair for k, pair in diffs.items() if not _same(*pair)}
             assert not bad, (variant, run_id, bad)
-        consistency = report["consistency"]["variants"][variant]
+    for variant in ("floor_physical", "b", "c1_stock", "c2"):
+        consistency = report["consistency"][f"N={RUNS}"]["variants"][variant]
         assert consistency["same_runs"] and consistency["same_row_counts"], variant
         assert consistency["max_abs_diff"] <= 1e-12 and consistency["null_mismatches"] == 0

@@ -125,6 +125,14 @@ def test_no_environment_fails_the_code_location_with_one_line_naming_the_setting
 # --------------------------------------------------------------------------- (b) definitions
 
 
+# The figures of a classification experiment (defs/figures.py).
+FIGURES = {("classification", "leaderboard"), ("classification", "stratos_curves")}
+
+
+def graph_parents(defs: dg.Definitions, key: tuple[str, ...]) -> set[dg.AssetKey]:
+    return set(defs.resolve_asset_graph().get(dg.AssetKey(list(key))).parent_keys)
+
+
 def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
     config = Settings(
         tracking_uri=demo.tracking_uri,
@@ -138,7 +146,7 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
         every_key = {tuple(k.path) for k in defs.resolve_all_asset_keys()}
         # One asset per group of tables that one read fills and one transaction commits, and
         # the experiment's MLflow runs as the observable source they depend on.
-        keys = {k for k in every_key if k[1] != "mlflow_runs"}
+        keys = {k for k in every_key if k[1] != "mlflow_runs" and k not in FIGURES}
         assert keys == {
             ("classification", "runs"),
             ("classification", "stratos"),
@@ -148,7 +156,10 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
         assert every_key - keys == {
             ("classification", "mlflow_runs"),
             ("imputation", "mlflow_runs"),
+            *FIGURES,  # classification only: read from the tables, downstream of stratos
         }
+        for key in FIGURES:
+            assert graph_parents(defs, key) == {dg.AssetKey(["classification", "stratos"])}
 
         graph = defs.resolve_asset_graph()
         for key in keys:  # code version: the settings fingerprint; upstream: the runs
@@ -167,12 +178,13 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
             f"{slug}_{what}_job"
             for slug in ("classification", "imputation")
             for what in ("extraction", "removal")
-        }
+        } | {"classification_leaderboard_job", "classification_curves_job"}
         sensors = {s.name: s for s in defs.sensors or []}
         assert set(sensors) == {
             "classification_discovery_sensor",
             "imputation_discovery_sensor",
             "extraction_stall_sensor",
+            "figures_automation_sensor",
         }
         for slug in ("classification", "imputation"):
             targets = {t.job_name for t in sensors[f"{slug}_discovery_sensor"].targets}
@@ -195,6 +207,7 @@ def test_definitions_for_a_demo_store(demo: DemoStore, tmp_path: Path) -> None:
             (("classification", "runs"), "synthetic_runs_absent"),
             (("classification", "stratos"), "no_original_subject_codes"),
             (("imputation", "runs"), "synthetic_runs_absent"),
+            (("classification", "leaderboard"), "ranked_by_auroc"),
         } <= checks
 
         # Built from the environment: the UI shows which variable each location comes from.
@@ -270,6 +283,7 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
         expected = {("classification", a.name) for a in assets_for_kind(Kind.CLASSIFICATION)}
         expected |= {("imputation", a.name) for a in assets_for_kind(Kind.IMPUTATION)}
         expected |= {(slug, "mlflow_runs") for slug in ("classification", "imputation")}
+        expected |= FIGURES
         assert listed == expected
 
         for slug, run_ids in (

@@ -89,6 +89,12 @@ BAD: list[tuple[str, str]] = [
     ("check --db {sqlite}", "a SQLite file, not a DuckDB database"),
     ("check --db {good.duckdb} --registry /no/registry.yaml", "/no/registry.yaml"),
     ("check --db {good.duckdb} --original-pattern (", "--original-pattern"),
+    ("report", "Missing option '--db'"),
+    ("report --db /no/such.duckdb --out {root}/r.html", "/no/such.duckdb does not exist"),
+    ("report --db {junk.duckdb} --out {root}/r.html", "not a DuckDB database"),
+    ("report --db {sqlite} --out {root}/r.html", "a SQLite file, not a DuckDB database"),
+    ("report --db {good.duckdb} --out {root}", "is a folder; give a file path"),
+    ("report --db {good.duckdb} --out /no/such/r.html", "folder /no/such does not exist"),
     ("ui --tracking-uri {uri} --db {root}/r.duckdb --experiment Nope", "Nope"),
     ("ui --tracking-uri {uri} --db {root}/r.duckdb --port 99999", "--port"),
     (
@@ -134,6 +140,7 @@ def test_help_teaches_every_command() -> None:
         "status",
         "ui",
         "check",
+        "report",
         "subject-map",
         "demo",
         "tables",
@@ -215,10 +222,12 @@ def test_subject_map_of_an_experiment_without_subjects_is_an_error(
 def test_quickstart_twice(tmp_path: Path) -> None:
     code, output = run_cli("quickstart", str(tmp_path / "demo"), "--runs", "2")
     assert code == 0, output
+    assert "figures: 1 leaderboard(s) rebuilt, curves drawn for 2 run(s)" in output
     code, output = run_cli("quickstart", str(tmp_path / "demo"), "--runs", "2")
     assert code == 0, output
     assert "reusing the demo tracking store" in output
     assert "materialized 0, skipped" in output
+    assert "curves drawn for 0 run(s)" in output  # nothing extracted since they were drawn
 
 
 def test_ui_starts_without_superseded_command_or_ignored_instance_warnings(

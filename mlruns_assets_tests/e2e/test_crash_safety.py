@@ -27,12 +27,14 @@ from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
-from mlruns_assets.warehouse.catalog import asset_of_table
+from mlruns_assets.warehouse.catalog import all_tables, asset_of_table
 from mlruns_assets_tests.support.cli import extract_command, run_extract
 
 SEED = 20260201
 KILLS = 3
-MAX_KILL_DELAY = 2.0  # seconds after the first progress line
+# Seconds after the first progress line: a rerun of the remaining runs takes ~1-2 s here, so
+# longer delays mostly land after the extraction (in the leaderboard refresh or the exit).
+MAX_KILL_DELAY = 0.8
 CLASSIFICATION_RUNS = 12
 N_TEST = 63
 
@@ -50,8 +52,12 @@ class Reference:
         return set(self.counts[(schema, "runs")])
 
 
+PARTITIONED_TABLES = {t.name for t in all_tables()}
+
+
 def _counts(database: Path) -> Counts:
-    """Rows per run of every table. A read-write open: it replays a WAL left by a kill."""
+    """Rows per run of every partitioned table (not the leaderboard, rebuilt whole after an
+    extract). A read-write open: it replays a WAL left by a kill."""
     counts: Counts = {}
     with duckdb.connect(str(database)) as conn:
         tables = conn.execute(
@@ -59,6 +65,8 @@ def _counts(database: Path) -> Counts:
             "WHERE table_schema != 'main'"  # the experiment schemas, not the database's own id
         ).fetchall()
         for schema, table in tables:
+            if table not in PARTITIONED_TABLES:
+                continue
             rows = conn.execute(
                 f'SELECT run_id, count(*) FROM "{schema}"."{table}" GROUP BY run_id'
             ).fetchall()
@@ -272,17 +280,9 @@ def test_two_processes_write_different_partitions_of_one_database_at_once(
         for asset in ("runs", "stratos"):
             key = dg.AssetKey(["classification", asset])
             assert instance.get_materialized_partitions(key) == set(keys), asset
-        # The two runs really overlapped: each committed while the other was committing.
-        spans = []
-        for run in runs:
-            stamps = [
-                r.event_log_entry.timestamp
-                for r in instance.get_records_for_run(
-                    run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-                ).records
-            ]
-            spans.append((min(stamps), max(stamps)))
-        assert max(s for s, _ in spans) < min(e for _, e in spans), spans
+        # Both writers waited for the lock (below) and both ranges committed whole (above).
+        # Their commits need not interleave: the one that loses a race sleeps a jittered
+        # backoff of up to RETRY_CAP_SECONDS, and the other's whole range now fits in it.
         waits = [
             r.event_log_entry.user_message
             for run in runs

@@ -18,6 +18,7 @@ from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.warehouse.catalog import asset_of_table
+from mlruns_assets_tests.support.bad_runs import BadDemoStore
 from mlruns_assets_tests.support.cli import Extracted, run_cli, run_extract
 
 EXPECTED_CAUSES = {
@@ -271,3 +272,13 @@ def test_a_garbage_collected_run_loses_its_partition_and_rows(tmp_path: Path) ->
     with open_instance(home) as instance:
         assert gone not in instance.get_dynamic_partitions("classification_runs")
         assert len(instance.get_dynamic_partitions("classification_runs")) == 2
+
+
+def test_extract_rebuilds_the_leaderboard_of_what_it_committed(
+    bad_store_extracted: Extracted[BadDemoStore],
+) -> None:
+    ex = bad_store_extracted
+    ranked = _query(ex.database, "SELECT run_id FROM classification.leaderboard ORDER BY rank")
+    committed = _query(ex.database, "SELECT run_id FROM classification.essential_metrics")
+    assert sorted(r[0] for r in ranked) == sorted(r[0] for r in committed)
+    assert {r[0] for r in committed} == set(ex.store.good_run_ids)

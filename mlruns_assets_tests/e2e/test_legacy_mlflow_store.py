@@ -12,6 +12,9 @@ The MLflow 2.17 environment is built with uv on first use (network needed) and k
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -102,3 +105,20 @@ def test_old_mlflow_store_is_read_through_a_removed_temporary_copy(
         assert notes == ["a small artifact"]
     assert not copy.exists()
     assert changes(before, tree_snapshot(legacy_store.folder)) == {}
+
+
+def test_the_command_removes_its_temporary_copy_when_it_exits(
+    legacy_store: LegacyStore, tmp_path: Path
+) -> None:
+    """The command exits without the interpreter's teardown (``cli.main.run``): its exit
+    handlers must still run, or the private copy of the store would stay behind."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    argv = [sys.executable, "-m", "mlruns_assets.cli", "extract", "--tracking-uri"]
+    argv += [legacy_store.tracking_uri, "--db", str(tmp_path / "r.duckdb")]
+    done = subprocess.run(
+        argv, env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "materialized 3" in done.stdout, done.stdout + done.stderr
+    assert list(scratch.iterdir()) == []

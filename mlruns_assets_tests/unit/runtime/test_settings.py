@@ -36,6 +36,7 @@ def test_environment_round_trip_keeps_every_field() -> None:
         stall_sensor_interval_seconds=7,
         demo_subjects=("PLR0001", "G003"),
         private_dir="/p",
+        pause_figures=True,
     )
     env = settings.to_env()
     assert env[env_name("database")] == "/r/results.duckdb"

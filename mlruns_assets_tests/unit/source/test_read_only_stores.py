@@ -26,6 +26,7 @@ from mlruns_assets.source.read_only_store import check_file_store
 from mlruns_assets.source.store_schema import (
     check_database_schema,
     installed_schema_head,
+    revision_graph,
     schema_relation,
     sqlite_schema_revision,
 )
@@ -95,6 +96,14 @@ def _read_everything(store: TrackingStore) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- schema revisions
+
+
+def test_the_revision_graph_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(Path(mlflow.__file__).parent / "store" / "db_migrations"))
+    alembic_graph = {s.revision: s.down_revision for s in scripts.walk_revisions()}
+    assert revision_graph() == alembic_graph and len(alembic_graph) > 50
 
 
 def test_the_installed_head_is_mlflows_own() -> None:

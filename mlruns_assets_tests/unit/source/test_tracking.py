@@ -1,4 +1,5 @@
-"""Experiment slugs, run eligibility and refusing missing stores (plain functions)."""
+"""Experiment slugs, run eligibility, refusing missing stores, and metric histories read in
+bulk."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.errors import TrackingStoreError
 from mlruns_assets.source.read_only_store import normalize_tracking_uri
-from mlruns_assets.source.tracking import exclusion_reason, slugify, unique_slugs
+from mlruns_assets.source.tracking import (
+    TrackingStore,
+    exclusion_reason,
+    slugify,
+    unique_slugs,
+)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +93,28 @@ def test_colliding_slugs_keep_the_oldest_plain_and_suffix_the_others() -> None:
         [("3", "sklearn-breast-cancer", 100), ("99", "sklearn breast cancer", 900)]
     )
     assert later == {"3": "sklearn_breast_cancer", "99": "sklearn_breast_cancer_99"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "file"])
+def test_bulk_metric_histories_equal_the_per_run_reads(tmp_path: Path, backend: str) -> None:
+    demo = write_demo_store(
+        tmp_path / "store", backend=backend, runs=3, bootstraps=5, imputation_runs=0
+    )
+    store = TrackingStore(demo.tracking_uri)
+    (experiment,) = store.experiments(["Classification"])
+    runs = list(store.iter_runs(experiment.experiment_id))
+    # Points the demo does not log: a NaN, two keys at one step, a later point logged earlier.
+    client = mlflow.MlflowClient(demo.tracking_uri)
+    client.log_metric(runs[0].info.run_id, "extra", float("nan"), step=2, timestamp=5)
+    client.log_metric(runs[0].info.run_id, "extra", 1.0, step=1, timestamp=9)
+    client.log_metric(runs[0].info.run_id, "another", 2.0, step=1, timestamp=9)
+    runs = list(TrackingStore(demo.tracking_uri).iter_runs(experiment.experiment_id))
+    store = TrackingStore(demo.tracking_uri)
+    bulk = store.metric_histories(runs)
+    if backend == "file":  # no SQL to read in one query: each run reads its own
+        assert bulk is None
+        return
+    assert bulk is not None and set(bulk) == {r.info.run_id for r in runs}
+    for run in runs:
+        assert repr(bulk[run.info.run_id]) == repr(store.metric_history(run))
+    assert "another" in bulk[runs[0].info.run_id].keys

@@ -1,0 +1,275 @@
+"""Runs read and transformed in worker processes while one writer commits them (``--workers``).
+
+Reading a run's pickle and computing its tables is most of a partition's CPU and needs no
+database, so N worker processes do it while the step's own thread commits each run in its own
+transaction, in order, and records it as it commits. Memory stays bounded: a worker holds one
+run at a time and at most ``2 x workers`` finished runs wait for the writer.
+
+Workers are forked from a fork server that imports this module (MLflow, NumPy, PyArrow) once,
+a few seconds during which the step extracts in its own thread; each worker then opens the
+tracking store as the parent opened it (``TrackingStore.reopened``), without repeating its
+checks. One pool serves every step of a process (the headless command runs all its steps
+in-process).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from mlflow.entities import Run
+
+from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction, extract_run
+from mlruns_assets.runtime.errors import ExtractionError
+from mlruns_assets.runtime.guardrails import peak_rss, reset_peak_rss
+from mlruns_assets.runtime.progress import ExtractionProgress
+from mlruns_assets.runtime.settings import MIN_PARTITIONS_FOR_WORKERS, Kind
+from mlruns_assets.source.tracking import ExperimentRef, MetricPoints, TrackingStore
+
+_worker_store: TrackingStore | None = None
+
+
+def _start_worker(client_uri: str) -> None:
+    # The parent decides when to stop (its first Ctrl-C finishes the runs in hand); a worker
+    # killed by the terminal's SIGINT would fail its partition instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_store
+    _worker_store = TrackingStore.reopened(client_uri)
+    _worker_store.client._tracking_client.store  # noqa: B018 - connect now, not in the first run
+
+
+def _extract_in_worker(
+    run: Run, settings: ExtractionSettings, history: MetricPoints | None
+) -> tuple[RunExtraction, int]:
+    """One run's tables and the worker's peak RSS while it built them."""
+    assert _worker_store is not None, "worker not started"
+    reset_peak_rss()
+    extraction = extract_run(_worker_store, run, settings, history)
+    return extraction, peak_rss()
+
+
+class ExtractionPool:
+    """``workers`` processes extracting runs of one tracking store."""
+
+    def __init__(self, client_uri: str, workers: int) -> None:
+        self.client_uri, self.workers = client_uri, workers
+        context = multiprocessing.get_context("forkserver")
+        # Forking the step's process is unsafe (Dagster's threads); the fork server is a fresh
+        # interpreter that imports what a worker needs once.
+        context.set_forkserver_preload([__name__, "mlflow.store.tracking.sqlalchemy_store"])
+        self._executor = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(client_uri,)
+        )
+        # Done once a worker has started (imports, store opened: seconds); until then the
+        # step extracts in its own thread rather than wait.
+        self._started = self._executor.submit(os.getpid)
+
+    @property
+    def ready(self) -> bool:
+        return self._started.done() and self._started.exception() is None
+
+    @property
+    def in_flight(self) -> int:
+        """How many finished or running extractions the writer may have waiting."""
+        return 2 * self.workers
+
+    def submit(
+        self, run: Run, settings: ExtractionSettings, history: MetricPoints | None
+    ) -> Future[tuple[RunExtraction, int]]:
+        # The heartbeat reports to the step's log, which lives in this process.
+        shipped = dataclasses.replace(settings, heartbeat=None)
+        return self._executor.submit(_extract_in_worker, run, shipped, history)
+
+    def shutdown(self) -> None:
+        """Stop the workers: idle ones exit at once; one that does not within 5 s is killed.
+        (``shutdown(wait=True)`` can hang on a pool whose worker was killed.)"""
+        processes = list((self._executor._processes or {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+
+_shared: ExtractionPool | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_pool(
+    store: TrackingStore, kind: Kind, workers: int, partitions: int
+) -> ExtractionPool | None:
+    """The process's pool for ``store`` with ``workers`` processes, or None to extract in the
+    step's own thread: one worker asked for, too few partitions for workers to pay, or
+    imputation signals (read while they are inserted, so a worker could not hand them over)."""
+    global _shared
+    if workers < 2 or kind == Kind.IMPUTATION:
+        return None
+    uri = store.client.tracking_uri
+    with _shared_lock:
+        if _shared is not None and (_shared.client_uri, _shared.workers) == (uri, workers):
+            return _shared  # started for the whole command (``start_shared_pool``)
+        if partitions < MIN_PARTITIONS_FOR_WORKERS:
+            return None
+        if _shared is not None:
+            _shared.shutdown()
+        _shared = ExtractionPool(uri, workers)
+        return _shared
+
+
+def start_shared_pool(store: TrackingStore, workers: int, partitions: int) -> ExtractionPool | None:
+    """Start the workers for a command's ``partitions`` (of kinds workers can read), however
+    its steps divide them: they warm up while the first step starts in its own thread."""
+    global _shared
+    if workers < 2 or partitions < MIN_PARTITIONS_FOR_WORKERS:
+        return None
+    with _shared_lock:
+        if _shared is None:
+            _shared = ExtractionPool(store.client.tracking_uri, workers)
+        return _shared
+
+
+def shutdown_shared_pool() -> None:
+    """Stop the workers (at the end of a command; at exit otherwise)."""
+    global _shared
+    with _shared_lock:
+        if _shared is not None:
+            _shared.shutdown()
+            _shared = None
+
+
+atexit.register(shutdown_shared_pool)
+
+# Runs whose metric histories are read in one query: few enough that a window of long
+# histories stays small, many enough that the per-query cost is shared.
+HISTORY_WINDOW = 16
+
+
+@dataclass(frozen=True)
+class ExtractedRun:
+    """One partition's extraction, or why it failed; ``started`` is when it was handed out."""
+
+    key: str
+    run: Run | None
+    started: float
+    result: RunExtraction | Exception
+    worker_peak_rss: int = 0
+
+
+class _Histories:
+    """Metric histories read a window of runs at a time, handed out once each."""
+
+    def __init__(self, store: TrackingStore, keys: Sequence[str], runs: dict[str, Run]) -> None:
+        self.store, self.keys, self.runs = store, keys, runs
+        self._window: dict[str, MetricPoints] = {}
+
+    def take(self, position: int, progress: ExtractionProgress) -> MetricPoints | None:
+        key = self.keys[position]
+        if position % HISTORY_WINDOW == 0:
+            window = [self.runs[k] for k in self.keys[position : position + HISTORY_WINDOW]]
+            self._window = _bulk_histories(self.store, window, progress)
+        return self._window.pop(key, None)
+
+
+def _bulk_histories(
+    store: TrackingStore, runs: list[Run], progress: ExtractionProgress
+) -> dict[str, MetricPoints]:
+    """The runs' metric histories in one read; empty when the store cannot (each run then
+    reads its own, and so names its own failure)."""
+    if not runs:
+        return {}
+    progress.heartbeat(f"reading the metric history of {len(runs)} runs")
+    try:
+        return store.metric_histories(runs) or {}
+    except Exception:  # the per-run read names the run and the cause
+        return {}
+
+
+def extracted_in_order(
+    store: TrackingStore,
+    experiment: ExperimentRef,
+    keys: Sequence[str],
+    settings: ExtractionSettings,
+    progress: ExtractionProgress,
+    pool: ExtractionPool | None,
+    should_stop: Callable[[], bool],
+) -> Iterator[ExtractedRun]:
+    """Each partition's extraction, in the order of ``keys``: in this thread one at a time, or
+    by the pool's workers ahead of the caller (at most ``pool.in_flight``). Stops handing out
+    work once ``should_stop()``; work handed out and not yet taken is dropped."""
+    runs = store.runs_by_id(experiment.experiment_id, list(keys))
+    histories = _Histories(store, [k for k in keys if k in runs], runs)
+    known = 0  # position among the keys that have a run (the histories' order)
+
+    def missing() -> LookupError:
+        return LookupError(f"not found in experiment {experiment.name!r}")
+
+    pending: deque[tuple[str, Run | None, float, Future[tuple[RunExtraction, int]] | Exception]]
+    pending = deque()
+    position = 0
+    try:
+        while position < len(keys) or pending:
+            while position < len(keys) and not should_stop():
+                pooled = pool is not None and pool.ready
+                if not pooled and pending:  # a broken pool's work is taken first
+                    break
+                if pool is not None and pooled and len(pending) >= pool.in_flight:
+                    break
+                key = keys[position]
+                position += 1
+                run = runs.get(key)
+                history = None
+                if run is not None:
+                    history = histories.take(known, progress)
+                    known += 1
+                started = time.monotonic()
+                if pool is None or not pooled:
+                    reset_peak_rss()
+                    try:
+                        if run is None:
+                            raise missing()
+                        result: RunExtraction | Exception = extract_run(
+                            store, run, settings, history
+                        )
+                    except Exception as exc:  # fails this partition only
+                        result = exc
+                    yield ExtractedRun(key, run, started, result)
+                    continue
+                handed: Future[tuple[RunExtraction, int]] | Exception = (
+                    pool.submit(run, settings, history) if run else missing()
+                )
+                pending.append((key, run, started, handed))  # bounded: pool.in_flight
+            if not pending or should_stop():
+                return
+            key, run, started, item = pending.popleft()
+            if isinstance(item, Exception):
+                yield ExtractedRun(key, run, started, item)
+                continue
+            try:
+                extraction, worker_rss = item.result()
+            except BrokenProcessPool:  # a worker was killed (out of memory?): start afresh
+                shutdown_shared_pool()
+                pool = None
+                yield ExtractedRun(
+                    key, run, started, ExtractionError("its worker process died (killed?)")
+                )
+                continue
+            except Exception as exc:  # raised by the run's extraction in the worker
+                yield ExtractedRun(key, run, started, exc)
+                continue
+            reset_peak_rss()
+            yield ExtractedRun(key, run, started, extraction, worker_rss)
+    finally:
+        for *_, item in pending:
+            if isinstance(item, Future):
+                item.cancel()

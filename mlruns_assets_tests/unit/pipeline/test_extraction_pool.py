@@ -1,0 +1,164 @@
+"""Worker processes read and transform runs; the results, the failures and their order are the
+same as in one process, and a worker that dies fails only the runs it held."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from mlruns_assets.pipeline.extraction_pool import (
+    ExtractedRun,
+    ExtractionPool,
+    extracted_in_order,
+)
+from mlruns_assets.pipeline.partition_loop import (
+    PartitionCommitted,
+    PartitionFailed,
+    extract_partitions,
+)
+from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction
+from mlruns_assets.runtime.progress import ExtractionProgress
+from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
+from mlruns_assets.transform.subjects import load_subject_map
+from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
+from mlruns_assets_tests.support.bad_runs import BadDemoStore
+from mlruns_assets_tests.support.cli import Extracted
+from mlruns_assets_tests.support.golden import table_fingerprints
+
+
+@pytest.fixture(scope="module")
+def pool(bad_store_extracted: Extracted[BadDemoStore]) -> Iterator[ExtractionPool]:
+    store = TrackingStore(bad_store_extracted.store.tracking_uri)
+    pool = ExtractionPool(store.client.tracking_uri, workers=2)
+    yield pool
+    pool.shutdown()
+
+
+def _setup(
+    demo: BadDemoStore,
+) -> tuple[TrackingStore, ExperimentRef, ExtractionSettings, list[str]]:
+    store = TrackingStore(demo.tracking_uri)
+    (experiment,) = store.experiments(["Classification"])
+    settings = ExtractionSettings(
+        kind=Kind.CLASSIFICATION, subject_map=load_subject_map(demo.subject_map_path)
+    )
+    # Good and bad runs interleaved, and a run id the experiment does not have.
+    keys = [*demo.good_run_ids[:3], *demo.bad_run_ids, "0" * 32, *demo.good_run_ids[3:]]
+    return store, experiment, settings, keys
+
+
+def _comparable(item: ExtractedRun) -> object:
+    if isinstance(item.result, Exception):
+        return (item.key, type(item.result).__name__, str(item.result))
+    extraction: RunExtraction = item.result
+    tables = {  # repr: NaN (a logged metric value) equals itself only as text
+        spec.name: repr(
+            table.drop_columns(
+                [c for c in ("extracted_at",) if c in table.column_names]
+            ).to_pylist()
+        )
+        for spec, table in extraction.tables.items()
+        if isinstance(table, pa.Table)
+    }
+    return (item.key, tables, extraction.notes)
+
+
+def _wait_ready(pool: ExtractionPool) -> None:
+    pool._started.result(timeout=120)  # the fork server imports MLflow once: seconds
+
+
+def test_workers_give_the_same_results_failures_and_order_as_one_process(
+    bad_store_extracted: Extracted[BadDemoStore], pool: ExtractionPool
+) -> None:
+    store, experiment, settings, keys = _setup(bad_store_extracted.store)
+    progress = ExtractionProgress(total=len(keys), emit=lambda _line: None)
+    serial = list(
+        extracted_in_order(store, experiment, keys, settings, progress, None, lambda: False)
+    )
+    _wait_ready(pool)
+    pooled = list(
+        extracted_in_order(store, experiment, keys, settings, progress, pool, lambda: False)
+    )
+    assert [i.key for i in pooled] == keys
+    assert [_comparable(i) for i in pooled] == [_comparable(i) for i in serial]
+    failed = {i.key for i in pooled if isinstance(i.result, Exception)}
+    assert failed == {*bad_store_extracted.store.bad_run_ids, "0" * 32}
+    # The workers did the reading: their peak RSS came back with each extraction.
+    assert all(i.worker_peak_rss > 0 for i in pooled if i.key not in failed)
+
+
+def test_the_loop_with_workers_writes_the_rows_of_one_process(
+    bad_store_extracted: Extracted[BadDemoStore], pool: ExtractionPool, tmp_path: Path
+) -> None:
+    store, experiment, settings, keys = _setup(bad_store_extracted.store)
+    databases = []
+    for name, use in (("serial", None), ("pooled", pool)):
+        _wait_ready(pool)
+        warehouse = DuckDBWarehouse(database=str(tmp_path / f"{name}.duckdb"))
+        progress = ExtractionProgress(total=len(keys), emit=lambda _line: None)
+        with warehouse.partition_writer() as writer:
+            outcomes = list(
+                extract_partitions(
+                    store,
+                    writer,
+                    experiment,
+                    keys,
+                    settings,
+                    progress,
+                    database=Path(warehouse.database),
+                    min_free_disk_bytes=0,
+                    pool=use,
+                )
+            )
+        committed = [o.key for o in outcomes if isinstance(o, PartitionCommitted)]
+        assert committed == [k for k in keys if k in bad_store_extracted.store.good_run_ids]
+        assert all(isinstance(o, PartitionFailed) for o in outcomes if o.key not in committed)
+        databases.append(Path(warehouse.database))
+    assert table_fingerprints(databases[0]) == table_fingerprints(databases[1])
+
+
+def test_a_stop_hands_out_no_more_work(
+    bad_store_extracted: Extracted[BadDemoStore], pool: ExtractionPool
+) -> None:
+    store, experiment, settings, _ = _setup(bad_store_extracted.store)
+    keys = bad_store_extracted.store.good_run_ids
+    progress = ExtractionProgress(total=len(keys), emit=lambda _line: None)
+    _wait_ready(pool)
+    taken: list[str] = []
+    for item in extracted_in_order(
+        store, experiment, keys, settings, progress, pool, lambda: len(taken) >= 2
+    ):
+        taken.append(item.key)
+    assert taken == keys[:2]
+
+
+def test_a_killed_worker_fails_the_runs_it_held_and_the_rest_go_on(
+    bad_store_extracted: Extracted[BadDemoStore],
+) -> None:
+    store, experiment, settings, _ = _setup(bad_store_extracted.store)
+    keys = bad_store_extracted.store.good_run_ids * 4  # more than the workers hold at once
+    progress = ExtractionProgress(total=len(keys), emit=lambda _line: None)
+    doomed = ExtractionPool(store.client.tracking_uri, workers=2)
+    try:
+        _wait_ready(doomed)
+        results = []
+        for item in extracted_in_order(
+            store, experiment, keys, settings, progress, doomed, lambda: False
+        ):
+            if not results:  # the others are in the workers' hands now: kill one
+                worker = next(iter(doomed._executor._processes))
+                os.kill(worker, signal.SIGKILL)
+            results.append(item)
+    finally:
+        doomed.shutdown()
+    assert [i.key for i in results] == keys
+    died = [i for i in results if isinstance(i.result, Exception)]
+    assert died and all("worker process died" in str(i.result) for i in died)
+    # Those handed out after the pool broke were extracted in this process.
+    assert not isinstance(results[-1].result, Exception)
