@@ -30,6 +30,8 @@ from mlruns_assets.runtime.warehouse_url import WarehouseUrl
 
 CATALOG = "lake"
 INIT_ATTEMPTS = 5
+# An attach or a catalog read slower than 2 s would draw DuckDB's progress bar on stdout.
+NO_PROGRESS_BAR = "SET enable_progress_bar = false"
 _NOT_CREATED = "creating a new DuckLake is explicitly disabled"
 # One attached instance per process and warehouse (``connect``).
 _INSTANCES: dict[tuple[object, ...], duckdb.DuckDBPyConnection] = {}
@@ -144,6 +146,7 @@ def connect(
             _INSTANCES[key] = instance
     cursor = instance.cursor()
     cursor.execute(f"USE {CATALOG}")
+    cursor.execute(NO_PROGRESS_BAR)
     return cursor
 
 
@@ -156,6 +159,7 @@ def _attach(
 ) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(config=dict(config or {}))
     try:
+        conn.execute(NO_PROGRESS_BAR)
         for name in ("postgres_scanner", "ducklake", *(("httpfs",) if url.data_on_s3 else ())):
             load_extension(conn, name, extension_directory)
         if url.data_on_s3:
