@@ -41,10 +41,13 @@ def ensure_database_id(conn: duckdb.DuckDBPyConnection, attempts: int = 10) -> s
                 f"CREATE TABLE IF NOT EXISTS main.{IDENTITY_TABLE} "
                 "(database_id VARCHAR NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL)"
             )
-            new_id = uuid.uuid4().hex
-            conn.execute(f"INSERT INTO main.{IDENTITY_TABLE} VALUES (?, now())", [new_id])
+            # Read again in the transaction: another writer may have committed since.
+            found = read_database_id(conn)
+            database_id = found or uuid.uuid4().hex
+            if found is None:
+                conn.execute(f"INSERT INTO main.{IDENTITY_TABLE} VALUES (?, now())", [database_id])
             conn.commit()
-            return new_id
+            return database_id
         except duckdb.Error as exc:
             rollback_quietly(conn)
             if not ducklake.is_write_conflict(exc) or attempt == attempts - 1:

@@ -102,6 +102,10 @@ def test_two_extract_processes_write_different_experiments_at_once(
 ) -> None:
     warehouse = new_warehouse()
     home = tmp_path / "home"
+    # The shared Dagster instance exists first, as a user's would (two processes creating a
+    # SQLite instance at once race in its schema migrations).
+    code, output = run_cli("status", *_extract(demo, warehouse, home)[1:])
+    assert code == 0, output
     procs = []
     for experiment in (demo.classification_experiment, demo.imputation_experiment):
         log = (tmp_path / f"{experiment}.log").open("wb")
