@@ -27,12 +27,11 @@ def _progress(done: int, total: int) -> None:
 @with_warehouse
 @click.option(
     "--out",
-    required=True,
     metavar="FILE",
     help="the HTML file to write (replaced only once complete)",
 )
 def report_command(
-    database: str | None, out: str, warehouse: str | None, duckdb_extensions: str | None
+    database: str | None, out: str | None, warehouse: str | None, duckdb_extensions: str | None
 ) -> int:
     """Write one self-contained HTML file (inline styles and pictures, no script, nothing
     fetched: it opens offline) with each classification experiment's leaderboard and every
@@ -56,6 +55,8 @@ def report_command(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     db = Path(database_option(database, warehouse) or "").expanduser()
+    if not out:  # checked after --db, which is required unless --warehouse is given
+        raise click.UsageError("Missing option '--out'.")
     if warehouse and lake is None:
         db = Path(warehouse.removeprefix("duckdb:")).expanduser()
     target = Path(out).expanduser()

@@ -137,13 +137,17 @@ def connect(
     Loading the extensions and attaching the catalog cost 0.3-1 s, so each process attaches
     once and hands out cursors (connections of their own, transactions apart) of that
     instance; closing one leaves the instance attached."""
-    key = (os.getpid(), str(url), url.catalog, read_only, extension_directory,
-           tuple(sorted((config or {}).items())))  # fmt: skip
+
+    def key(writable: bool) -> tuple[object, ...]:
+        settings = tuple(sorted((config or {}).items()))
+        return (os.getpid(), url.catalog, url.data_path, writable, extension_directory, settings)
+
     with _INSTANCES_LOCK:
-        instance = _INSTANCES.get(key)
+        # Reads may share the instance attached for writing.
+        instance = _INSTANCES.get(key(True)) or (_INSTANCES.get(key(False)) if read_only else None)
         if instance is None:
             instance = _attach(url, read_only, config, extension_directory, environ)
-            _INSTANCES[key] = instance
+            _INSTANCES[key(not read_only)] = instance
     cursor = instance.cursor()
     cursor.execute(f"USE {CATALOG}")
     cursor.execute(NO_PROGRESS_BAR)
