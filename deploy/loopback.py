@@ -12,10 +12,15 @@ Scenario (``e2e``): a backfill of every partition launched through GraphQL as th
 one worker killed with SIGKILL (its whole process group: a machine lost) while its run has
 committed some partitions and not all; the run is failed by the stall sensor (Celery reports a
 lost task as STARTED for ever), retried by run_retries, and whatever is still missing is
-backfilled again ("failed and missing partitions"). Then: every partition materialized, no run
-still holding a pool slot, the tables equal a single-file ``mlruns-assets extract`` of the same
-store (rows compared as multisets, ``extracted_at`` aside), and no run's rows written twice.
-Every process started here is stopped (its process group) on the way out; one summary line.
+backfilled again ("failed and missing partitions"). Optional faults: ``--restart-redis``
+(right after the kill) and ``--restart-postgres`` (fast shutdown while a live run is writing,
+down ``--postgres-down`` seconds, started again on the same port and data folder). The figures
+sensor's leaderboard and curves runs go through the same launcher; once no run has been queued
+or in progress for 30 s: every partition materialized, no run still holding a pool slot, the
+tables (leaderboards included) equal a single-file ``mlruns-assets extract`` of the same store
+(rows compared as multisets, ``extracted_at`` aside), and no run's rows written twice. Every
+process started here is stopped (its process group) on the way out, also on SIGTERM or SIGINT;
+one summary line.
 """
 
 from __future__ import annotations

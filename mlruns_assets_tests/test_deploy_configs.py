@@ -190,3 +190,14 @@ def test_extraction_steps_take_the_pool_the_configs_limit() -> None:
         ExperimentRef("1", "Classification"), settings_fingerprint(Kind.CLASSIFICATION, None)
     )
     assert asset.op.pool == EXTRACTION_POOL
+
+
+def test_ci_runs_the_loopback_scenario_with_every_fault() -> None:
+    """Issue #17's faults all run in CI: the worker kill is the scenario's default (``--kill-after
+    0`` would turn it off), the Redis and Postgres restarts are flags."""
+    ci = (DEPLOY.parent / ".ci" / "run").read_text().splitlines()
+    calls = [line for line in ci if ".ci/distributed" in line and not line.startswith("#")]
+    assert len(calls) == 1
+    arguments = calls[0].split(".ci/distributed", 1)[1].split()
+    assert {"--restart-redis", "--restart-postgres"} <= set(arguments)
+    assert not any(a.startswith("--kill-after") for a in arguments)

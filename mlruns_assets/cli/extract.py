@@ -220,6 +220,8 @@ def _status_lines(summary: ExtractSummary) -> list[str]:
     counts = Counter(summary.todo.values())
     lines += [f"  {n:6d}  {reason}" for reason, n in sorted(counts.items())]
     lines += [f"{key}  {reason}" for key, reason in summary.todo.items()]
+    if summary.behind_names:
+        lines.append(summary.rekey_hint())
     return lines
 
 

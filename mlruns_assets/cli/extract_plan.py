@@ -14,6 +14,7 @@ from mlruns_assets.defs.checkpoints import (
     report_changed_versions,
 )
 from mlruns_assets.defs.partitions import contiguous_ranges, partitions_def_name
+from mlruns_assets.defs.rekey import moves_to_current_names
 from mlruns_assets.defs.removal import removal_job_name, removal_run_config
 from mlruns_assets.defs.resources import build_warehouse
 from mlruns_assets.pipeline.checkpoint import (
@@ -24,6 +25,7 @@ from mlruns_assets.pipeline.checkpoint import (
 )
 from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.source.discovery import plan_discovery
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets.warehouse.identity import committed_run_ids
@@ -45,6 +47,14 @@ class ExtractSummary:
     interrupted: bool = False
     seconds: float = 0.0
     workers: int = 0  # worker processes that read the runs (0: the command's own process)
+    # partitions keyed by run id only or by an older run name (``mlruns-assets rekey``)
+    behind_names: int = 0
+
+    def rekey_hint(self) -> str:
+        return (
+            f"{self.behind_names} partitions are keyed by run id only or by an older run name; "
+            "`mlruns-assets rekey` names them after their runs (their checkpoints are kept)"
+        )
 
     @property
     def left(self) -> int:
@@ -62,6 +72,8 @@ class ExtractSummary:
             if counts and (label == "excluded" or set(counts) != {"missing: never extracted"}):
                 out.append(f"{label}: " + ", ".join(f"{n} {r}" for r, n in sorted(counts.items())))
         out += [f"FAILED {cause}" for cause in self.failed.values()]
+        if self.behind_names:
+            out.append(self.rekey_hint())
         if self.interrupted:
             out.append(
                 f"interrupted: {len(self.materialized)} committed, {self.left} left; "
@@ -123,6 +135,8 @@ def plan_work(
         ordered = [k for k in instance.get_dynamic_partitions(name) if k not in plan.to_remove]
         if dry_run:
             ordered += [k for k in plan.to_add if k not in known]
+        names = {run_id_of(k): plan.names[k] for k in ordered if k in plan.names}
+        summary.behind_names += len(moves_to_current_names(ordered, names))
         states = partition_states(
             instance,
             experiment,

@@ -25,6 +25,7 @@ from mlruns_assets.pipeline.checkpoint import (
     data_version,
 )
 from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.partition_keys import keys_by_run_id, run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, run_version
 from mlruns_assets.warehouse.catalog import assets_for_kind
 
@@ -149,10 +150,10 @@ def build_runs_source(
     def mlflow_runs(
         context: dg.AssetExecutionContext, mlflow_tracking: MlflowTrackingResource
     ) -> dg.DataVersionsByPartition:
-        known = set(context.instance.get_dynamic_partitions(partitions_def.name or ""))
+        known = keys_by_run_id(context.instance.get_dynamic_partitions(partitions_def.name or ""))
         store = mlflow_tracking.store()
         versions = {
-            run.info.run_id: dg.DataVersion(run_version(run))
+            known[run.info.run_id]: dg.DataVersion(run_version(run))
             for run in store.iter_runs(experiment.experiment_id)
             if run.info.run_id in known
         }
@@ -186,7 +187,7 @@ def partition_states(
                 key,
                 recorded.get(key),
                 failed=status.get(key) == dg.AssetPartitionStatus.FAILED,
-                rows_present=key in committed,
+                rows_present=run_id_of(key) in committed,
                 database_id=database_id or "",
                 fingerprint=fingerprint,
                 source_version=versions.get(key),

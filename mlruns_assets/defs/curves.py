@@ -18,6 +18,7 @@ from mlruns_assets.defs.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
 from mlruns_assets.figures.curve_data import read_run_curves
 from mlruns_assets.figures.markdown import image_markdown
 from mlruns_assets.figures.plots import CURVES, render_curves
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef
 from mlruns_assets.warehouse.catalog import STRATOS
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
@@ -84,7 +85,7 @@ def build_curves_asset(experiment: ExperimentRef) -> dg.AssetsDefinition:
         for partition in context.partition_keys:
             # The lock is held only to read the run's rows, never while drawing.
             with warehouse.get_connection(read_only=True) as conn:
-                data = read_run_curves(conn, slug, partition)
+                data = read_run_curves(conn, slug, run_id_of(partition))
             if data is None:
                 missing.append(partition)
                 context.log.error(f"run {partition}: no STRATOS rows in the database")

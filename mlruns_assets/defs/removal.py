@@ -12,13 +12,17 @@ import dagster as dg
 
 from mlruns_assets.defs.partitions import partitions_def_name
 from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef
 from mlruns_assets.warehouse.catalog import assets_for_kind, tables_for_kind
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
 
 
 class RemovedRuns(dg.Config):
-    run_ids: list[str]
+    """The partitions (keys: ``<run name>@<run id>``, or the bare run id) of runs gone from
+    MLflow."""
+
+    partition_keys: list[str]
 
 
 def removal_job_name(experiment: ExperimentRef) -> str:
@@ -29,8 +33,8 @@ def removal_op_name(experiment: ExperimentRef) -> str:
     return f"{experiment.slug}_remove_runs"
 
 
-def removal_run_config(experiment: ExperimentRef, run_ids: list[str]) -> dict[str, Any]:
-    return {"ops": {removal_op_name(experiment): {"config": {"run_ids": run_ids}}}}
+def removal_run_config(experiment: ExperimentRef, keys: list[str]) -> dict[str, Any]:
+    return {"ops": {removal_op_name(experiment): {"config": {"partition_keys": keys}}}}
 
 
 def build_removal_job(experiment: ExperimentRef, kind: Kind) -> dg.JobDefinition:
@@ -45,11 +49,12 @@ def build_removal_job(experiment: ExperimentRef, kind: Kind) -> dg.JobDefinition
     def remove_runs(
         context: dg.OpExecutionContext, config: RemovedRuns, warehouse: DuckDBWarehouse
     ) -> None:
-        ids = sorted(config.run_ids)
+        keys = sorted(config.partition_keys)
+        ids = [run_id_of(key) for key in keys]
         warehouse.remove_runs(slug, tables_for_kind(kind), ids)
         name = partitions_def_name(experiment)
-        for run_id in ids:
-            context.instance.delete_dynamic_partition(name, run_id)
+        for key in keys:
+            context.instance.delete_dynamic_partition(name, key)
         for asset in assets_for_kind(kind):
             context.log_event(
                 dg.AssetObservation(

@@ -34,6 +34,7 @@ from mlruns_assets.runtime.errors import ExtractionError
 from mlruns_assets.runtime.guardrails import peak_rss, reset_peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
 from mlruns_assets.runtime.settings import MIN_PARTITIONS_FOR_WORKERS, Kind
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, MetricPoints, TrackingStore
 
 _worker_store: TrackingStore | None = None
@@ -178,7 +179,7 @@ class _Histories:
         if position % HISTORY_WINDOW == 0:
             window = [self.runs[k] for k in self.keys[position : position + HISTORY_WINDOW]]
             self._window = _bulk_histories(self.store, window, progress)
-        return self._window.pop(key, None)
+        return self._window.pop(self.runs[key].info.run_id, None)
 
 
 def _bulk_histories(
@@ -207,7 +208,9 @@ def extracted_in_order(
     """Each partition's extraction, in the order of ``keys``: in this thread one at a time, or
     by the pool's workers ahead of the caller (at most ``pool.in_flight``). Stops handing out
     work once ``should_stop()``; work handed out and not yet taken is dropped."""
-    runs = store.runs_by_id(experiment.experiment_id, list(keys))
+    run_ids = {key: run_id_of(key) for key in keys}
+    by_id = store.runs_by_id(experiment.experiment_id, list(run_ids.values()))
+    runs = {key: by_id[run_id] for key, run_id in run_ids.items() if run_id in by_id}
     histories = _Histories(store, [k for k in keys if k in runs], runs)
     known = 0  # position among the keys that have a run (the histories' order)
 

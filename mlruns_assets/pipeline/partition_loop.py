@@ -22,6 +22,7 @@ from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtract
 from mlruns_assets.runtime.errors import ExtractionError, one_line
 from mlruns_assets.runtime.guardrails import check_free_disk, peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.warehouse.catalog import all_tables, tables_for_kind
 from mlruns_assets.warehouse.duckdb_writer import PartitionWriter, delete_partitions
@@ -72,9 +73,9 @@ def reject_invalid_run(
         )
 
 
-def _report_lock_wait(progress: ExtractionProgress, key: str, waited: float) -> None:
+def _report_lock_wait(progress: ExtractionProgress, run_id: str, waited: float) -> None:
     progress.heartbeat(
-        f"run {key}: waiting {waited:.0f} s for the database lock held by another process"
+        f"run {run_id}: waiting {waited:.0f} s for the database lock held by another process"
     )
 
 
@@ -83,10 +84,10 @@ def _report(progress: ExtractionProgress, key: str, line: str) -> None:
 
 
 def _remove_old_rows(
-    writer: PartitionWriter, slug: str, specs: list[TableSpec], key: str
+    writer: PartitionWriter, slug: str, specs: list[TableSpec], run_id: str
 ) -> tuple[int, str]:
     """Remove a failed run's rows from an earlier extraction: (rows removed, why not)."""
-    remove = partial(delete_partitions, schema_name=slug, specs=specs, run_ids=[key])
+    remove = partial(delete_partitions, schema_name=slug, specs=specs, run_ids=[run_id])
     try:
         return writer.with_connection(remove), ""
     except Exception as exc:  # the partition has failed already: say why its old rows stayed
@@ -106,7 +107,7 @@ def extract_partitions(
     should_stop: Callable[[], bool] = lambda: False,
     pool: ExtractionPool | None = None,
 ) -> Iterator[PartitionOutcome]:
-    """Extract and commit each partition (MLflow run id) of ``keys`` in order.
+    """Extract and commit each partition (``source.partition_keys``) of ``keys`` in order.
 
     Raises ``LowDiskSpace`` before the first partition when the database's disk is short;
     everything later fails its partition only. Progress reaches ``progress`` as partitions
@@ -120,19 +121,19 @@ def extract_partitions(
     # A run extracted before under another kind loses its rows in that kind's tables.
     other_kinds = [t for t in all_tables() if t not in specs]
     for item in extracted_in_order(store, experiment, keys, settings, progress, pool, should_stop):
-        key, run = item.key, item.run
-        label = f"run {run.info.run_name!r} ({key})" if run else f"run {key}"
+        key, run, run_id = item.key, item.run, run_id_of(item.key)
+        label = f"run {run.info.run_name!r} ({run_id})" if run else f"run {run_id}"
         try:
             if isinstance(item.result, Exception):
                 raise item.result
             extracted = item.result
-            progress.heartbeat(f"run {key}: committing {len(extracted.tables)} tables")
+            progress.heartbeat(f"run {run_id}: committing {len(extracted.tables)} tables")
             rows = writer.commit(
                 slug,
-                key,
+                run_id,
                 extracted.tables,
-                validate=partial(reject_invalid_run, slug, specs, key),
-                on_wait=partial(_report_lock_wait, progress, key),
+                validate=partial(reject_invalid_run, slug, specs, run_id),
+                on_wait=partial(_report_lock_wait, progress, run_id),
                 clear=other_kinds,
                 report=partial(_report, progress, key),
             )
@@ -143,7 +144,7 @@ def extract_partitions(
                     f" (the experiment is extracted as {settings.kind.value}; if its runs carry "
                     f"no such artifact, choose its kind: --kind '{experiment.name}=generic')"
                 )
-            removed, why_not = _remove_old_rows(writer, slug, all_tables(), key)
+            removed, why_not = _remove_old_rows(writer, slug, all_tables(), run_id)
             if removed:
                 cause += f"; its {removed} rows from an earlier extraction were removed"
             cause += why_not

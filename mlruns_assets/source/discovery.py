@@ -10,6 +10,7 @@ from mlflow.entities import ViewType
 
 from mlruns_assets.runtime.settings import Kind, Settings, infer_kind
 from mlruns_assets.source.artifacts import IMPUTATION_FOLDER, METRICS_FOLDER
+from mlruns_assets.source.partition_keys import keys_by_run_id, partition_key
 from mlruns_assets.source.tracking import (
     ExperimentRef,
     TrackingStore,
@@ -24,14 +25,15 @@ CURSOR_LOOKBACK_MS = 10 * 60 * 1000
 
 @dataclass
 class DiscoveryPlan:
-    """What to change in an experiment's partitions to match the tracking store."""
+    """What to change in an experiment's partitions to match the tracking store. Partitions
+    are named by their keys (``source.partition_keys``): a known run keeps the key it has."""
 
     to_add: list[str] = field(default_factory=list)
     to_remove: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
-    # run_id -> ``run_version`` of every eligible run listed (new or known)
+    # key -> ``run_version`` of every eligible run listed (new or known)
     versions: dict[str, str] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)  # run_id -> run name, likewise
+    names: dict[str, str] = field(default_factory=dict)  # key -> current run name, likewise
     cursor_end_time: int | None = None
 
 
@@ -53,6 +55,7 @@ def plan_discovery(
     picked up once they finish.
     """
     plan = DiscoveryPlan(cursor_end_time=after_end_time)
+    known = keys_by_run_id(known_keys)
     filter_string = (
         f"attributes.end_time >= {after_end_time - CURSOR_LOOKBACK_MS}" if after_end_time else ""
     )
@@ -69,25 +72,23 @@ def plan_discovery(
         if reason is not None:
             plan.excluded[run_id] = reason
             continue
-        if run_id in known_keys or run_id in plan.to_add:
-            plan.versions[run_id] = run_version(run)
-            plan.names[run_id] = run.info.run_name or ""
-            continue
-        if len(plan.to_add) >= batch_size:
-            listed_all = False
-            break
-        plan.to_add.append(run_id)
-        plan.versions[run_id] = run_version(run)
-        plan.names[run_id] = run.info.run_name or ""
-        if run.info.end_time is not None:
-            plan.cursor_end_time = max(plan.cursor_end_time or 0, run.info.end_time)
+        key = known.get(run_id) or partition_key(run_id, run.info.run_name)
+        if run_id not in known and key not in plan.versions:
+            if len(plan.to_add) >= batch_size:
+                listed_all = False
+                break
+            plan.to_add.append(key)
+            if run.info.end_time is not None:
+                plan.cursor_end_time = max(plan.cursor_end_time or 0, run.info.end_time)
+        plan.versions[key] = run_version(run)
+        plan.names[key] = run.info.run_name or ""
     deleted = {
         run.info.run_id
         for run in store.iter_runs(experiment.experiment_id, view_type=ViewType.DELETED_ONLY)
     }
     # After `mlflow gc` a deleted run is in neither listing; only a full listing can tell.
-    gone = known_keys - active - deleted if listed_all else set()
-    plan.to_remove = sorted((known_keys & deleted) | gone)
+    gone = set(known) - active - deleted if listed_all else set()
+    plan.to_remove = sorted(known[run_id] for run_id in (set(known) & deleted) | gone)
     for run_id in deleted:
         plan.excluded.setdefault(run_id, "deleted")
     for run_id in gone:

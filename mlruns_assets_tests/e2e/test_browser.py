@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import duckdb
 import pytest
@@ -73,10 +74,11 @@ def test_leaderboard_curves_and_report_in_a_browser(tmp_path: Path) -> None:
     code, output = run_cli("report", "--db", str(database), "--out", str(report))
     assert code == 0, output
     with duckdb.connect(str(database), read_only=True) as conn:
-        best = conn.execute(
-            f"SELECT run_id, run_name FROM {SCHEMA}.leaderboard ORDER BY rank LIMIT 1"
-        ).fetchone()
-    assert best is not None
+        ranked = conn.execute(
+            f"SELECT run_id, run_name FROM {SCHEMA}.leaderboard ORDER BY rank"
+        ).fetchall()
+    best = ranked[0]
+    keys = [f"{name}@{run_id}" for run_id, name in ranked]
     store = tmp_path / "demo" / "store"
     settings = Settings(
         tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
@@ -95,7 +97,24 @@ def test_leaderboard_curves_and_report_in_a_browser(tmp_path: Path) -> None:
         assert "AUROC (95 % CI)" in page.locator(f"{scope} table thead").last.inner_text()
         screenshot(page, tmp_path / "leaderboard.png")
 
-        url = f"{base}/stratos_curves?partition={best[0]}"
+        # The partitions page finds runs by a part of their names, in any case: here the
+        # imputation method of the best run.
+        page.goto(f"{base}/stratos?view=partitions")
+        search = page.get_by_placeholder("Filter by name…")
+        search.wait_for(timeout=90_000)
+        term = "__" + best[1].split("__")[2].lower() + "__"
+        expected = [k for k in keys if term in k.lower()]
+        search.fill(term)
+        # Each listed key is drawn truncated in the middle; its full text is kept for measuring.
+        listed = page.locator("[class*=MiddleTruncate_measure]")
+        listed.filter(has_text=keys[0]).wait_for(state="attached", timeout=30_000)
+        page.wait_for_timeout(1_000)  # the filter has settled: nothing else comes back
+        assert [k for k in keys if listed.filter(has_text=k).count()] == expected
+        page.get_by_text(best[1][:12]).first.click()  # its materialization, on the right
+        page.get_by_text("run_name").first.wait_for(timeout=30_000)
+        screenshot(page, tmp_path / "partitions_search.png")
+
+        url = f"{base}/stratos_curves?partition={quote(keys[0])}"
         _, scope = _markdown_value(page, url, "td img", tmp_path)
         widths = _loaded_image_widths(page, scope)
         assert len(widths) == 4 and all(w > 0 for w in widths), widths

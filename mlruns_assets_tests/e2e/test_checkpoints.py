@@ -22,8 +22,10 @@ from mlruns_assets.defs.checkpoints import report_changed_versions
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.settings import Settings
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import TrackingStore, run_version
 from mlruns_assets_tests.support.cli import run_cli
+from mlruns_assets_tests.support.partitions import key_of
 from mlruns_assets_tests.support.webserver import clean_environ, graphql, running_webserver
 
 ORIGINAL = r"^PLR\d{4}$"
@@ -258,11 +260,13 @@ def test_ui_shows_partitions_stale_after_a_source_or_settings_change(
     MlflowClient(demo.tracking_uri).log_metric(changed, "late_metric", 1.0)
     store = TrackingStore(demo.tracking_uri)
     (experiment,) = store.experiments(["Classification"])
-    versions = {r: run_version(store.client.get_run(r)) for r in demo.good_run_ids}
     with open_instance(home) as instance:
-        assert report_changed_versions(instance, experiment, versions) == [changed]
+        ordered = [key_of(instance, "classification_runs", r) for r in demo.good_run_ids]
+        versions = {k: run_version(store.client.get_run(run_id_of(k))) for k in ordered}
+        changed_key = ordered[0]
+        assert report_changed_versions(instance, experiment, versions) == [changed_key]
 
-    keys = ", ".join(f'"{k}"' for k in demo.good_run_ids)
+    keys = ", ".join(f'"{k}"' for k in ordered)
     query = f"""{{ assetNodeOrError(assetKey: {{path: ["classification", "stratos"]}}) {{
         ... on AssetNode {{ staleStatusByPartition(partitions: [{keys}])
                            staleCausesByPartition(partitions: [{keys}]) {{ reason }} }} }} }}"""

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import dagster as dg
+import mlflow
 import pytest
 
 from mlruns_assets.cli.main import main
@@ -292,10 +293,13 @@ def test_webserver_shows_the_extracted_partitions(demo: DemoStore, tmp_path: Pat
         ):
             node = data[slug]
             assert node["__typename"] == "AssetNode", node
-            assert sorted(node["partitionKeys"]) == sorted(run_ids)
+            # The UI lists each run by its name, then its id.
+            client = mlflow.MlflowClient(demo.tracking_uri)
+            named = [f"{client.get_run(r).info.run_name}@{r}" for r in run_ids]
+            assert sorted(node["partitionKeys"]) == sorted(named)
             statuses = node["assetPartitionStatuses"]
             assert statuses["__typename"] == "DefaultPartitionStatuses"
-            assert sorted(statuses["materializedPartitions"]) == sorted(run_ids)
+            assert sorted(statuses["materializedPartitions"]) == sorted(named)
             assert statuses["failedPartitions"] == []
             assert statuses["unmaterializedPartitions"] == []
             assert statuses["materializingPartitions"] == []

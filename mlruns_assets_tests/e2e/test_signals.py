@@ -29,6 +29,7 @@ from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.source.safe_pickle import load_untrusted_pickle
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets_tests.support.cli import run_cli
+from mlruns_assets_tests.support.partitions import key_of
 from mlruns_assets_tests.support.signals import BAD_INPUT
 from mlruns_assets_tests.support.signals import imputation_pickle as _pickle
 
@@ -187,7 +188,7 @@ def test_bad_imputation_runs_fail_their_partition_with_the_key_path(tmp_path: Pa
     with open_instance(tmp_path / "home") as instance:
         status = instance.get_status_by_partition(
             dg.AssetKey(["imputation", "preprocessed_signals"]),
-            list(expected),
+            [key_of(instance, "imputation_runs", run_id) for run_id in expected],
             dg.DynamicPartitionsDefinition(name="imputation_runs"),
         )
     assert {v.value for v in (status or {}).values()} == {"FAILED"}

@@ -32,7 +32,9 @@ from mlruns_assets.runtime.instance import open_instance, prepare_dagster_home
 from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.settings import ENV_PREFIX, Settings
 from mlruns_assets.runtime.worker import WORKER_TAG, live_process, parse_worker_tag
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets_tests.support.cli import run_cli
+from mlruns_assets_tests.support.partitions import key_of
 from mlruns_assets_tests.support.processes import free_port, stop_process_group
 from mlruns_assets_tests.support.webserver import clean_environ, graphql, wait_until_loaded
 
@@ -189,7 +191,8 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
             f"the worker's last progress line (stall timeout {STALL_TIMEOUT:g} s)"
         )
         message = failures[0].message
-        assert f"stalled in partition {hung}:" in message, message
+        hung_key = key_of(instance, "classification_runs", hung)  # carries the run's name
+        assert f"stalled in partition {hung_key}:" in message, message
         assert f"s earlier): {PROGRESS_PREFIX}" in message and "loading metrics/" in message
         assert f"committed {len(store.good_run_ids) - 1} of {len(store.good_run_ids)} " in message
         assert detected_in >= STALL_TIMEOUT
@@ -216,9 +219,9 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
         others = set(store.good_run_ids) - {hung}
         for asset in ("runs", "stratos"):
             key = dg.AssetKey(["classification", asset])
-            assert instance.get_materialized_partitions(key) == others, asset
+            assert set(map(run_id_of, instance.get_materialized_partitions(key))) == others, asset
         imputation = instance.get_materialized_partitions(dg.AssetKey(["imputation", "runs"]))
-        assert imputation == set(store.imputation_run_ids)
+        assert set(map(run_id_of, imputation)) == set(store.imputation_run_ids)
 
         # FAILED, not CANCELED: run_retries (dagster.yaml) retries it once. The retry hangs on
         # the same FIFO; its worker is then frozen (SIGSTOP), as a process in uninterruptible
@@ -254,7 +257,7 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
         assert outcome == f"killed worker pid(s) {frozen.pid} (ignored the interrupt)", outcome
         entries = [r.event_log_entry for r in instance.get_records_for_run(retried.run_id).records]
         (failure,) = [e for e in entries if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE]
-        assert f"stalled in partition {hung}:" in failure.message
+        assert f"stalled in partition {hung_key}:" in failure.message
         _wait_for(
             "the frozen worker to be gone",
             lambda: (
@@ -273,9 +276,9 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
         for asset in ("runs", "stratos"):
             key = dg.AssetKey(["classification", asset])
             status = instance.get_status_by_partition(
-                key, [hung], dg.DynamicPartitionsDefinition(name="classification_runs")
+                key, [hung_key], dg.DynamicPartitionsDefinition(name="classification_runs")
             )
-            assert status == {hung: dg.AssetPartitionStatus.FAILED}, asset
+            assert status == {hung_key: dg.AssetPartitionStatus.FAILED}, asset
         ticks = _stall_sensor_ticks(instance)
         print(f"stall sensor ticks every {_cadence(ticks)} s (interval {SENSOR_INTERVAL} s)")
 
@@ -557,7 +560,8 @@ def test_daemon_leaves_a_slow_but_progressing_read_alone(tmp_path: Path) -> None
     for asset in ASSETS:
         key = dg.AssetKey(["classification", asset])
         with open_instance(home) as instance:
-            assert instance.get_materialized_partitions(key) == set(store.good_run_ids)
+            materialized = instance.get_materialized_partitions(key)
+            assert set(map(run_id_of, materialized)) == set(store.good_run_ids)
 
     # The cadence: the daemon evaluates sensors once per 5 s loop and skips a sensor whose
     # interval has not fully elapsed, so a 5 s interval ticks every 5 or 10 s.

@@ -27,6 +27,7 @@ from mlruns_assets.defs.sensors import build_discovery_sensor
 from mlruns_assets.pipeline.checkpoint import settings_fingerprint
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Kind, Settings
+from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 
 EXPERIMENT = "Generic"
@@ -128,7 +129,7 @@ def adds(data: object) -> list[str]:
         if isinstance(r, dg.AddDynamicPartitionsRequest)
     ]
     assert all(r.partitions_def_name == PARTITIONS for r in requests)
-    return [k for r in requests for k in r.partition_keys]
+    return [run_id_of(k) for r in requests for k in r.partition_keys]
 
 
 def deletes(data: object) -> list[str]:
@@ -138,7 +139,12 @@ def deletes(data: object) -> list[str]:
         if isinstance(r, dg.DeleteDynamicPartitionsRequest)
     ]
     assert all(r.partitions_def_name == PARTITIONS for r in requests)
-    return [k for r in requests for k in r.partition_keys]
+    return [run_id_of(k) for r in requests for k in r.partition_keys]
+
+
+def partition_runs(instance: dg.DagsterInstance) -> list[str]:
+    """The run ids of the experiment's partitions, in partition order."""
+    return [run_id_of(k) for k in instance.get_dynamic_partitions(PARTITIONS)]
 
 
 def apply(data: object, instance: dg.DagsterInstance) -> None:
@@ -170,7 +176,7 @@ def requested_keys(
         end = tags["dagster/asset_partition_range_end"]
         assert ordered.index(start) <= ordered.index(end)
         keys += ordered[ordered.index(start) : ordered.index(end) + 1]
-    return keys
+    return [run_id_of(k) for k in keys]
 
 
 def generic_experiment(uri: str) -> ExperimentRef:
@@ -210,7 +216,13 @@ def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None
     assert first.cursor and json.loads(first.cursor)["end_time"] > 0
     assert instance.get_dynamic_partitions(PARTITIONS) == []  # a tick applies nothing itself
     apply(first, instance)
-    assert instance.get_dynamic_partitions(PARTITIONS) == runs.finished
+    assert partition_runs(instance) == runs.finished
+    # Keys carry the run's name, so the partitions page finds a run by name.
+    names = [store.client.get_run(run_id).info.run_name for run_id in runs.finished]
+    assert names == ["first", "second", "third"]
+    assert instance.get_dynamic_partitions(PARTITIONS) == [
+        f"{name}@{run_id}" for name, run_id in zip(names, runs.finished, strict=True)
+    ]
     requested = requested_keys(first, instance, experiment)
     assert sorted(requested) == sorted(runs.finished)  # every new key, each exactly once
     assert len({r.run_key for r in first.run_requests}) == len(first.run_requests)
@@ -229,7 +241,9 @@ def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None
     store.client.set_terminated(runs.running, "FINISHED")
     third = tick(sensor, instance, config, cursor)
     assert adds(third) == [runs.running]
-    assert [r.tags.get("dagster/partition") for r in third.run_requests] == [runs.running]
+    assert [r.tags.get("dagster/partition") for r in third.run_requests] == [
+        f"running@{runs.running}"
+    ]
     apply(third, instance)
     assert requested_keys(third, instance, experiment) == [runs.running]
     cursor = third.cursor
@@ -246,7 +260,7 @@ def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None
     assert requested_keys(fourth, instance, experiment) == [runs.failed]
     fifth = tick(sensor_admitting, instance, admitting, fourth.cursor)
     assert fifth.skip_message, adds(fifth)
-    partitions = set(instance.get_dynamic_partitions(PARTITIONS))
+    partitions = set(partition_runs(instance))
     assert partitions == {*runs.finished, runs.running, runs.failed}
     assert runs.synthetic_tag not in partitions and runs.synthetic_name not in partitions
 
@@ -270,7 +284,7 @@ def test_deleted_run_loses_its_partition_and_rows(store: Store, tmp_path: Path) 
     config = store.config()
     home = tmp_path / "home"
     summary = run_extract(config, home, write=lambda _: None)
-    assert sorted(summary.materialized) == sorted(store.runs.finished)
+    assert sorted(map(run_id_of, summary.materialized)) == sorted(store.runs.finished)
     assert summary.failed == {}
     runs_before = rows_by_run(store.database, "runs")
     history_before = rows_by_run(store.database, "metric_history")
@@ -283,7 +297,7 @@ def test_deleted_run_loses_its_partition_and_rows(store: Store, tmp_path: Path) 
     defs = build_definitions(config)
     sensor = defs.resolve_sensor_def(SENSOR)
     with open_instance(home) as instance:  # the instance the extraction recorded into
-        assert set(instance.get_dynamic_partitions(PARTITIONS)) == set(store.runs.finished)
+        assert set(partition_runs(instance)) == set(store.runs.finished)
         data = tick(sensor, instance, config, None)
         assert adds(data) == [] and deletes(data) == []
         # The tick only requests the removal run; it writes nothing itself.
@@ -304,7 +318,7 @@ def test_deleted_run_loses_its_partition_and_rows(store: Store, tmp_path: Path) 
         assert rows_by_run(store.database, "metric_history") == {
             k: v for k, v in history_before.items() if k != gone
         }
-        assert set(instance.get_dynamic_partitions(PARTITIONS)) == set(kept)
+        assert set(partition_runs(instance)) == set(kept)
         observations = instance.fetch_observations(dg.AssetKey(["generic", "runs"]), limit=5)
         (observed,) = observations.records
         removed = observed.asset_observation.metadata["removed_runs"].value  # type: ignore[union-attr]
@@ -334,4 +348,4 @@ def test_sensor_without_run_requests_still_adds_partitions_in_batches(
     assert adds(second) == store.runs.finished[2:]
     apply(second, instance)
     assert tick(sensor, instance, config, second.cursor).skip_message
-    assert instance.get_dynamic_partitions(PARTITIONS) == store.runs.finished
+    assert partition_runs(instance) == store.runs.finished
