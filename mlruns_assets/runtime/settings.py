@@ -152,8 +152,8 @@ class Settings:
     )
     compact_every_partitions: int = _option(
         500,
-        "DuckLake: merge small data files after this many partitions committed by one step "
-        "(0: never)",
+        "DuckLake: merge small data files after every this many partition commits to the "
+        "warehouse, by any writer (0: never)",
     )
 
     def __post_init__(self) -> None:

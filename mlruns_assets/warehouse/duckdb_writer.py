@@ -269,8 +269,8 @@ class DuckDBWarehouse(DuckDBResource):
     )
     compact_every_partitions: int = Field(
         default=500,
-        description="DuckLake: merge small data files after this many partitions committed by "
-        "one step (0: never).",
+        description="DuckLake: merge small data files after every this many commits to the "
+        "warehouse, by any writer (0: never).",
     )
 
     lock_timeout_seconds: float = Field(
@@ -412,10 +412,13 @@ class PartitionWriter:
         """Replace the run's rows in every given table in one transaction (and remove them
         from the ``clear`` tables); rows per table. A DuckLake write conflict retries the whole
         transaction (jittered, at most ``conflict_retries`` times; a partition streamed in
-        chunks cannot be read twice and fails instead), and every ``compact_every_partitions``
-        commits the small files are merged; ``report`` gets a line for each (the heartbeat)."""
+        chunks cannot be read twice and fails instead), and after every
+        ``compact_every_partitions`` commits to the catalog (by any writer) the small files are
+        merged; ``report`` gets a line for each (the heartbeat)."""
         # Chunks a generator hands out once cannot be inserted again.
         replayable = not any(isinstance(t, Iterator) for t in tables.values())
+        every = self.warehouse.compact_every_partitions if self.warehouse.url.is_ducklake else 0
+        before = self.with_connection(ducklake.latest_snapshot) if every else 0
         attempt = 0
         while True:
             try:
@@ -436,8 +439,9 @@ class PartitionWriter:
                     )
                 time.sleep(delay)
         self.partitions_committed += 1
-        every = self.warehouse.compact_every_partitions
-        if self.warehouse.url.is_ducklake and every and self.partitions_committed % every == 0:
+        # Every commit is a snapshot of the whole catalog, whoever wrote it: the writer whose
+        # commit crosses a multiple of `every` compacts (a step holds at most 50 partitions).
+        if every and self.with_connection(ducklake.latest_snapshot) // every != before // every:
             self.compact(report)
         return rows
 

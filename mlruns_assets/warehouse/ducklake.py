@@ -192,6 +192,14 @@ def _attach(
         raise
 
 
+def latest_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
+    """The catalog's latest snapshot id: one more with every commit, by any writer."""
+    row = conn.execute(
+        f"SELECT max(snapshot_id) FROM __ducklake_metadata_{CATALOG}.ducklake_snapshot"
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def data_files(conn: duckdb.DuckDBPyConnection) -> int:
     """Parquet data files the catalog's current snapshot reads (all tables)."""
     row = conn.execute(
