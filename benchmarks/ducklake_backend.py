@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -106,6 +107,7 @@ def main() -> int:
         with lake.partition_writer() as writer:
             before_after = writer.compact()
         report["compaction_data_files"] = before_after
+    shutil.rmtree(work, ignore_errors=True)
     report["load_after"] = os.getloadavg()[0]
     line = json.dumps(report)
     print(line)
