@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 import yaml
 
+from mlruns_assets.cli.options import database_option
 from mlruns_assets.runtime.errors import UsageError
-from mlruns_assets.runtime.settings import ORIGINAL_CODE_PATTERN
+from mlruns_assets.runtime.settings import ORIGINAL_CODE_PATTERN, Settings
+from mlruns_assets.runtime.warehouse_url import WarehouseUrl, parse_warehouse
 from mlruns_assets.warehouse.validation import ERROR, CheckOutcome
 
 REGISTRY_COLUMNS = ("classifier", "featurization", "imputation_method", "outlier_method")
@@ -35,13 +37,28 @@ def format_results(results: list[tuple[str, CheckOutcome]]) -> list[str]:
     return lines
 
 
+def _warehouse_url(database: str, warehouse: str | None) -> WarehouseUrl:
+    """``--warehouse`` parsed (else the file ``--db``); a bad one is a usage error."""
+    try:
+        return parse_warehouse(warehouse or f"duckdb:{database}")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.command(
     "check",
     epilog="Example: mlruns-assets check --db demo/results.duckdb --subject-map "
     "demo/store/subject_map.csv\n\nExit codes: 0 no ERROR check failed, 1 an ERROR check "
     "failed, 2 bad arguments.",
 )
-@click.option("--db", "database", required=True, metavar="PATH", help="the results database")
+@click.option("--db", "database", metavar="PATH", help="the results database")
+@click.option(
+    "--warehouse",
+    metavar="URL",
+    help="the results warehouse instead of --db: duckdb:PATH or ducklake:postgres:<libpq "
+    "connection string>?data_path=<folder or s3://...>",
+)
+@click.option("--duckdb-extensions", metavar="FOLDER", help=Settings.help("duckdb_extensions"))
 @click.option(
     "--subject-map",
     metavar="FILE",
@@ -61,7 +78,9 @@ def format_results(results: list[tuple[str, CheckOutcome]]) -> list[str]:
 )
 @click.option("--registry", metavar="FILE", help="YAML of allowed method names per column")
 def check_command(
-    database: str,
+    database: str | None,
+    warehouse: str | None,
+    duckdb_extensions: str | None,
     subject_map: str | None,
     anonymized: bool,
     original_pattern: str,
@@ -69,14 +88,16 @@ def check_command(
 ) -> int:
     """Run every asset check (declared schemas, value domains, consistency, experiment-wide
     rules) against an existing results database and print them as a table."""
-    from mlruns_assets.warehouse.duckdb_writer import database_file_problem
+    from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse, database_file_problem
     from mlruns_assets.warehouse.validation import check_database
 
-    db = Path(database)
-    if not db.is_file():
-        raise UsageError(f"database {db} does not exist")
-    if problem := database_file_problem(db):
-        raise UsageError(f"database {db}: {problem}")
+    url = _warehouse_url(database_option(database, warehouse), warehouse)
+    if not url.is_ducklake:
+        db = Path(url.path)
+        if not db.is_file():
+            raise UsageError(f"database {db} does not exist")
+        if problem := database_file_problem(db):
+            raise UsageError(f"database {db}: {problem}")
     try:
         re.compile(original_pattern)
     except re.error as exc:
@@ -87,12 +108,16 @@ def check_command(
             allowed = load_registry(Path(registry))
         except (OSError, yaml.YAMLError, TypeError) as exc:
             raise UsageError(f"registry {registry}: {exc}") from None
-    results = check_database(
-        db,
-        subject_map_configured=bool(subject_map or anonymized),
-        original_pattern=original_pattern,
-        registry=allowed,
+    lake = DuckDBWarehouse(
+        database=url.path, warehouse=warehouse or "", duckdb_extensions=duckdb_extensions
     )
+    with lake.get_connection(read_only=True) as conn:
+        results = check_database(
+            conn,
+            subject_map_configured=bool(subject_map or anonymized),
+            original_pattern=original_pattern,
+            registry=allowed,
+        )
     for line in format_results(results):
         click.echo(line)
     failed = any(not o.passed and o.severity == ERROR for _, o in results)

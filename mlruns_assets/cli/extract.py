@@ -8,7 +8,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from mlruns_assets.defs.partitions import (
     range_tags,
 )
 from mlruns_assets.defs.project import build_definitions
+from mlruns_assets.defs.resources import build_warehouse
 from mlruns_assets.defs.stall_sensor import fail_orphaned_runs
 from mlruns_assets.pipeline.extraction_pool import shutdown_shared_pool, start_shared_pool
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
@@ -47,7 +47,7 @@ from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.runtime.worker import worker_tags
 from mlruns_assets.source.discovery import with_kinds
 from mlruns_assets.warehouse.catalog import assets_for_kind
-from mlruns_assets.warehouse.duckdb_writer import connect_with_retry, experiment_schemas
+from mlruns_assets.warehouse.duckdb_writer import experiment_schemas
 from mlruns_assets.warehouse.identity import open_database_id
 
 
@@ -120,7 +120,7 @@ def run_extract(
     config = with_kinds(config, store, experiments)  # configured, else from the runs' artifacts
     defs = build_definitions(config, experiments)
     summary = ExtractSummary()
-    database_id = open_database_id(database, create=not dry_run)
+    database_id = open_database_id(build_warehouse(config), create=not dry_run)
     with open_instance(home) as instance:
         if not dry_run:
             # Runs left STARTED by an earlier extract that was killed would show as in progress
@@ -162,9 +162,10 @@ def run_extract(
                 bar.finish()
                 clear_stop_request()
             changed = summary.materialized or summary.failed or summary.removed
-            if changed and not summary.interrupted and database.exists():
+            warehouse = build_warehouse(config)
+            if changed and not summary.interrupted and warehouse.exists():
                 # The leaderboards rank what is there now: of every experiment with rows.
-                with closing(connect_with_retry(str(database), read_only=True)) as conn:
+                with warehouse.get_connection(read_only=True) as conn:
                     present = set(experiment_schemas(conn))
                 ranked = [e for e in experiments if e.slug in present]
                 refresh_leaderboards(defs, instance, ranked)
@@ -204,7 +205,8 @@ def extract_command(
         return 0
     for line in summary.lines():
         click.echo(line)
-    click.echo(f"database: {Path(settings.database).resolve()}")
+    where = settings.warehouse_url if settings.warehouse else Path(settings.database).resolve()
+    click.echo(f"database: {where}")
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return 1 if summary.failed else 0

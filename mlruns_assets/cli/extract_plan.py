@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 
@@ -17,6 +16,7 @@ from mlruns_assets.defs.checkpoints import (
 from mlruns_assets.defs.partitions import contiguous_ranges, partitions_def_name
 from mlruns_assets.defs.rekey import moves_to_current_names
 from mlruns_assets.defs.removal import removal_job_name, removal_run_config
+from mlruns_assets.defs.resources import build_warehouse
 from mlruns_assets.pipeline.checkpoint import (
     ROWS_GONE,
     RUN_CHANGED,
@@ -28,7 +28,6 @@ from mlruns_assets.source.discovery import plan_discovery
 from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.transform.subjects import load_subject_map
-from mlruns_assets.warehouse.duckdb_writer import connect_with_retry
 from mlruns_assets.warehouse.identity import committed_run_ids
 
 QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -93,16 +92,13 @@ class ExperimentWork:
 
 
 def _committed_runs(
-    database_id: str | None, database: Path, schemas: list[str]
+    database_id: str | None, config: Settings, schemas: list[str]
 ) -> dict[str, set[str]]:
     """Schema -> runs with rows in the database: one query per experiment."""
     if database_id is None:
         return {schema: set() for schema in schemas}
-    conn = connect_with_retry(str(database), read_only=True)
-    try:
+    with build_warehouse(config).get_connection(read_only=True) as conn:
         return {schema: committed_run_ids(conn, schema) for schema in schemas}
-    finally:
-        conn.close()
 
 
 def plan_work(
@@ -124,7 +120,7 @@ def plan_work(
     database forgotten (the UI then shows them missing too), and changed runs observed (the UI
     then shows them stale)."""
     subject_map = load_subject_map(config.subject_map) if config.subject_map else None
-    committed = _committed_runs(database_id, Path(config.database), [e.slug for e in experiments])
+    committed = _committed_runs(database_id, config, [e.slug for e in experiments])
     work: list[ExperimentWork] = []  # bounded: one per experiment
     for experiment in experiments:
         kind = config.kind_of(experiment.name)

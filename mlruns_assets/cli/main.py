@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("extract", "list what extract would do and why, changing nothing"),
     "ui": ("ui", "start the web UI on the persistent Dagster instance"),
     "check": ("check", "run every asset check against a results database"),
+    "export": ("export", "copy a DuckLake warehouse into one DuckDB file, to share"),
     "rekey": ("rekey", "name each partition after its run's current MLflow name"),
     "report": ("report", "write one self-contained HTML report: leaderboards and curves"),
     "subject-map": ("subject_map", "build or extend the private re-anonymization map"),

@@ -42,11 +42,25 @@ def setting_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
     )
 
 
+warehouse_options = [
+    setting_option("warehouse", "--warehouse", metavar="URL"),
+    setting_option("duckdb_extensions", "--duckdb-extensions", metavar="FOLDER"),
+]
+
+
+def with_warehouse(func: F) -> F:
+    """``--warehouse`` and ``--duckdb-extensions``."""
+    for decorator in reversed(warehouse_options):
+        func = decorator(func)
+    return func
+
+
 def store_options(func: F) -> F:
     """Where runs come from and where tables go, and how runs are extracted."""
     decorators = [
         setting_option("tracking_uri", "--tracking-uri", required=True, metavar="URI"),
-        setting_option("database", "--db", "database", required=True, metavar="PATH"),
+        setting_option("database", "--db", "database", metavar="PATH"),
+        *warehouse_options,
         setting_option("experiments", "--experiment", "experiments", multiple=True, metavar="NAME"),
         setting_option(
             "kinds",
@@ -69,6 +83,9 @@ def store_options(func: F) -> F:
         setting_option(
             "hold_connection_seconds", "--hold-connection-seconds", type=click.FloatRange(min=0)
         ),
+        setting_option(
+            "compact_every_partitions", "--compact-every-partitions", type=click.IntRange(min=0)
+        ),
         click.option(
             "--dagster-home",
             type=click.Path(file_okay=False, path_type=Path),
@@ -88,8 +105,20 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         for name, value in options.items()
         if name in Settings.__dataclass_fields__ and value is not None
     }
-    fields["database"] = str(Path(fields["database"]).expanduser())
+    fields["database"] = database_option(fields.get("database"), fields.get("warehouse"))
     if fields.get("subject_map"):
         fields["subject_map"] = str(Path(fields["subject_map"]).expanduser().resolve())
     fields["experiments"] = tuple(fields.get("experiments", ()))
-    return Settings(**fields)
+    try:
+        return Settings(**fields)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def database_option(database: str | None, warehouse: str | None) -> str:
+    """``--db``, required unless ``--warehouse`` names the warehouse (then "": its default)."""
+    if warehouse and database and not warehouse.startswith("ducklake:"):
+        raise click.UsageError("give --db or --warehouse duckdb:PATH, not both")
+    if not database and not warehouse:
+        raise click.UsageError("Missing option '--db' (or '--warehouse')")
+    return str(Path(database).expanduser()) if database else ""

@@ -13,6 +13,8 @@ from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets.warehouse.duckdb_writer import database_file_problem
+from mlruns_assets.warehouse.ducklake import WarehouseNotCreated
+from mlruns_assets.warehouse.identity import read_database_id
 
 
 def check_database_path(database: Path) -> None:
@@ -36,6 +38,20 @@ def check_database_path(database: Path) -> None:
             raise UsageError(f"database {database}: {problem or 'not writable'}")
 
 
+def check_ducklake(config: Settings, *, dry_run: bool) -> None:
+    """The DuckLake catalog answers, with its extensions loaded (a ``WarehouseUnavailable``
+    naming the catalog and the cause otherwise): opened for writing, which creates it, unless
+    this is a dry run."""
+    from mlruns_assets.defs.resources import build_warehouse
+
+    warehouse = build_warehouse(config)
+    try:
+        with warehouse.get_connection(read_only=dry_run) as conn:
+            read_database_id(conn)
+    except WarehouseNotCreated:  # it answers; nothing extracted into it yet
+        return
+
+
 def preflight(
     config: Settings, home: Path, *, dry_run: bool = False
 ) -> tuple[TrackingStore, list[ExperimentRef]]:
@@ -44,14 +60,18 @@ def preflight(
     home have the minimum free space; the subject map reads; the tracking store exists and lists
     the experiments; every ``--kind`` names one of them."""
     database = Path(config.database)
-    if not dry_run:
+    if config.warehouse:
+        check_ducklake(config, dry_run=dry_run)
+    elif not dry_run:
         check_database_path(database)
         try:
             check_free_disk([database, home], int(config.min_free_disk_gb * 1e9))
         except LowDiskSpace as exc:
             raise UsageError(f"{exc} (--min-free-disk-gb)") from exc
-    elif Path(config.database).exists() and (
-        problem := database_file_problem(Path(config.database))
+    elif (
+        not config.warehouse
+        and Path(config.database).exists()
+        and (problem := database_file_problem(Path(config.database)))
     ):
         raise UsageError(f"database {config.database}: {problem}")
     if config.subject_map:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlruns_assets.cli.options import kind_pairs, setting_option, settings_from
+from mlruns_assets.cli.options import kind_pairs, setting_option, settings_from, with_warehouse
 from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.defs.leaderboard import leaderboard_job_name
 from mlruns_assets.defs.partitions import extraction_job_name, partitions_def_name
@@ -30,7 +30,8 @@ PROGRESS_EVERY = 100  # partitions between progress lines
     "Exit codes: 0 re-keyed (or nothing to do), 2 bad arguments or Dagster runs in progress.",
 )
 @setting_option("tracking_uri", "--tracking-uri", required=True, metavar="URI")
-@setting_option("database", "--db", "database", required=True, metavar="PATH")
+@setting_option("database", "--db", "database", metavar="PATH")
+@with_warehouse
 @setting_option("experiments", "--experiment", "experiments", multiple=True, metavar="NAME")
 @setting_option(
     "kinds",

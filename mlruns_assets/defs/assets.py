@@ -22,6 +22,7 @@ from mlruns_assets.defs.checkpoints import (
 )
 from mlruns_assets.defs.checks import evaluate_checks, table_check_specs
 from mlruns_assets.defs.partitions import (
+    EXTRACTION_POOL,
     MAX_PARTITIONS_PER_RUN,
     extraction_job_name,
     run_partitions,
@@ -161,6 +162,7 @@ def build_extraction_asset(
         partitions_def=run_partitions(experiment),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         can_subset=False,
+        pool=EXTRACTION_POOL,
     )
     def extraction(
         context: dg.AssetExecutionContext,

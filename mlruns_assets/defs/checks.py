@@ -2,7 +2,6 @@
 domains, consistency, and experiment-wide rules (see ``validation.py`` for the rules)."""
 
 from collections import defaultdict
-from pathlib import Path
 
 import dagster as dg
 
@@ -106,7 +105,7 @@ def evaluate_checks(
     partition rather than yielded, so a separate check step would be skipped by Dagster.
     """
     specs = tables_for_kind(kind)
-    if not Path(warehouse.database).exists():
+    if not warehouse.exists():
         outcomes = [
             CheckOutcome("database_exists", s.name, ERROR, False, "no database yet") for s in specs
         ]

@@ -79,14 +79,32 @@ class PrivateOutputsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
 
 
+def build_warehouse(
+    settings: Settings, database: str | dg.EnvVar | None = None, warehouse: str | dg.EnvVar = ""
+) -> DuckDBWarehouse:
+    """The results warehouse the settings name (a DuckDB file, or a DuckLake catalog)."""
+    return DuckDBWarehouse(
+        database=settings.database if database is None else database,
+        warehouse=warehouse or settings.warehouse or "",
+        duckdb_extensions=settings.duckdb_extensions,
+        compact_every_partitions=settings.compact_every_partitions,
+        min_free_disk_gb=settings.min_free_disk_gb,
+        hold_connection_seconds=settings.hold_connection_seconds,
+        lock_timeout_seconds=settings.lock_timeout_seconds,
+    )
+
+
 def build_resources(settings: Settings, *, from_environment: bool = False) -> dict[str, object]:
     """The resources of the code location. Built from the environment, the tracking store and
-    the database are ``dg.EnvVar``s, so the UI shows where they come from."""
+    the warehouse are ``dg.EnvVar``s, so the UI shows where they come from."""
     tracking_uri: str | dg.EnvVar = settings.tracking_uri
     database: str | dg.EnvVar = settings.database
+    warehouse: str | dg.EnvVar = ""
     if from_environment:
         tracking_uri = dg.EnvVar(env_name("tracking_uri"))
         database = dg.EnvVar(env_name("database"))
+        if settings.warehouse:  # the DuckLake URL and its password stay in the environment
+            warehouse = dg.EnvVar(env_name("warehouse"))
     return {
         "mlflow_tracking": MlflowTrackingResource(
             tracking_uri=tracking_uri, admit_failed_runs=settings.admit_failed_runs
@@ -97,12 +115,7 @@ def build_resources(settings: Settings, *, from_environment: bool = False) -> di
             workers=settings.workers,
             heartbeat_seconds=settings.heartbeat_seconds,
         ),
-        "warehouse": DuckDBWarehouse(
-            database=database,
-            min_free_disk_gb=settings.min_free_disk_gb,
-            hold_connection_seconds=settings.hold_connection_seconds,
-            lock_timeout_seconds=settings.lock_timeout_seconds,
-        ),
+        "warehouse": build_warehouse(settings, database, warehouse),
         "private_outputs": PrivateOutputsResource(
             folder=settings.private_folder, demo_subjects=list(settings.demo_subjects)
         ),

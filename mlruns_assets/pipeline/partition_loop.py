@@ -79,6 +79,10 @@ def _report_lock_wait(progress: ExtractionProgress, run_id: str, waited: float) 
     )
 
 
+def _report(progress: ExtractionProgress, key: str, line: str) -> None:
+    progress.heartbeat(f"run {key}: {line}", at_once=True)
+
+
 def _remove_old_rows(
     writer: PartitionWriter, slug: str, specs: list[TableSpec], run_id: str
 ) -> tuple[int, str]:
@@ -131,6 +135,7 @@ def extract_partitions(
                 validate=partial(reject_invalid_run, slug, specs, run_id),
                 on_wait=partial(_report_lock_wait, progress, run_id),
                 clear=other_kinds,
+                report=partial(_report, progress, key),
             )
         except Exception as exc:  # any cause fails this partition only
             cause = f"{label}: {one_line(exc)}"

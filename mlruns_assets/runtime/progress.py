@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from mlruns_assets.runtime.errors import one_line
 from mlruns_assets.runtime.guardrails import current_rss
 
 PROGRESS_LOGGER = logging.getLogger("mlruns_assets.runtime.progress")
@@ -101,7 +102,14 @@ class ExtractionProgress:
         text = self.line(note)
         if to_run_log:
             self.last_emit = time.monotonic()
-            self.emit(text)
+            try:
+                self.emit(text)
+            except Exception as exc:
+                # A progress line is not the partition's work: with the run log's storage away
+                # (a Postgres restart; Dagster re-raises its own report of the lost line) it is
+                # dropped, not taken for the run's failure. The step's materializations still
+                # fail it if the storage stays away.
+                _log.warning("progress line not written to the run log: %s", one_line(exc))
         PROGRESS_LOGGER.info(
             text,
             extra={"progress": {"done": self.done, "total": self.total, "note": note, **fields}},

@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from mlruns_assets.runtime.warehouse_url import WarehouseUrl, parse_warehouse
+
 ENV_PREFIX = "MLRUNS_ASSETS_"
 # Synthetic runs never reach a results database: marked by a run-name prefix, an experiment-name
 # prefix or a truthy tag.
@@ -78,7 +80,13 @@ class Settings:
             "help": "the MLflow tracking store: an mlruns folder, sqlite:///... or http(s)://"
         }
     )
-    database: str = field(metadata={"help": "the DuckDB results database (created if missing)"})
+    database: str = field(
+        metadata={
+            "help": "the DuckDB results database (created if missing); with a DuckLake "
+            "--warehouse, where the Dagster home and the private folder go (default: its data "
+            "folder)"
+        }
+    )
     experiments: tuple[str, ...] = _option((), "experiment names (default: every one with runs)")
     kinds: Mapping[str, Kind] = field(
         default_factory=dict,
@@ -131,6 +139,39 @@ class Settings:
         "start the figures sensor stopped: the UI's daemon then leaves leaderboards and curves "
         "as they are after extractions (e.g. while benchmarking); they still materialize by hand",
     )
+    warehouse: str | None = _option(
+        None,
+        "where the tables go: duckdb:PATH (one DuckDB file; the default, from --db) or "
+        "ducklake:postgres:<libpq connection string>?data_path=<folder or s3://bucket/prefix> "
+        "(a DuckLake catalog several processes can write at once)",
+    )
+    duckdb_extensions: str | None = _option(
+        None,
+        "DuckLake: a folder holding DuckDB extension files (tried after the ducklake extra's "
+        "wheels, before DuckDB's online repository)",
+    )
+    compact_every_partitions: int = _option(
+        500,
+        "DuckLake: merge small data files after every this many partition commits to the "
+        "warehouse, by any writer (0: never)",
+    )
+
+    def __post_init__(self) -> None:
+        # One meaning for every reader: a DuckDB file is `database` (warehouse None); a DuckLake
+        # warehouse keeps its URL, and `database` defaults to its local anchor.
+        if self.warehouse is None:
+            return
+        url = parse_warehouse(self.warehouse)
+        if not url.is_ducklake:
+            object.__setattr__(self, "database", url.path)
+            object.__setattr__(self, "warehouse", None)
+        elif not self.database:
+            object.__setattr__(self, "database", str(url.anchor))
+
+    @property
+    def warehouse_url(self) -> WarehouseUrl:
+        """The parsed warehouse: the DuckLake catalog, or the DuckDB file ``database``."""
+        return parse_warehouse(self.warehouse or f"duckdb:{self.database}")
 
     @property
     def private_folder(self) -> str:
@@ -172,12 +213,17 @@ class Settings:
             raw = environ.get(env_name(f.name), "").strip()
             if raw:
                 values[f.name] = _parse(f.name, raw)  # bounded: one per settings field
-        if "tracking_uri" not in values and "database" not in values:
+        if not values.keys() & {"tracking_uri", "database", "warehouse"}:
             return None
+        if "database" not in values and "warehouse" in values:
+            values["database"] = ""  # the warehouse's anchor (__post_init__)
         for required in ("tracking_uri", "database"):
             if required not in values:
                 raise ValueError(f"{env_name(required)} is not set")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{env_name('warehouse')}: {exc}") from None
 
     @classmethod
     def default(cls, name: str) -> Any:

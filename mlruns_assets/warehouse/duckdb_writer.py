@@ -11,6 +11,9 @@ but it departs from dagster-duckdb's IO manager for writes, because that IO mana
 Here each partition is one transaction over all of its tables: delete the run's rows, insert the
 Arrow tables BY NAME (a large table chunk by chunk), commit. A crash leaves either the old rows or
 the new ones.
+
+The same resource opens a DuckLake warehouse (``warehouse``, see ``warehouse.ducklake``): the same
+SQL and transactions, no file lock; a transaction refused for a write conflict is retried whole.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +30,8 @@ import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from mlruns_assets.runtime.warehouse_url import WarehouseUrl, parse_warehouse
+from mlruns_assets.warehouse import ducklake
 from mlruns_assets.warehouse.tables import TableData, TableSpec, create_table_sql
 
 T = TypeVar("T")
@@ -45,6 +50,12 @@ BULK_SETTINGS: dict[str, Any] = {"max_vacuum_tasks": 0}
 # time: a waiter sleeping up to 2 s between attempts could miss every such gap. A failed open
 # costs about a millisecond.
 RETRY_CAP_SECONDS = 0.5
+# DuckLake write conflicts: the whole transaction again after a full-jitter backoff (a conflict
+# means another writer just committed: waiting longer than its next commit gains nothing).
+CONFLICT_BASE_SECONDS, CONFLICT_CAP_SECONDS = 0.1, 5.0
+# A compaction during extraction keeps the snapshots (and files) of the last minutes: a
+# concurrent writer's transaction may still read a file being merged away.
+COMPACTION_KEEP = "10 minutes"
 
 
 class DatabaseLockTimeout(RuntimeError):
@@ -113,7 +124,9 @@ def database_file_problem(path: Path) -> str | None:
 def existing_tables(conn: duckdb.DuckDBPyConnection, schema_name: str) -> set[str]:
     """Names of the tables the schema holds (none when the schema does not exist)."""
     rows = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema_name]
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+        "AND table_catalog = current_database()",
+        [schema_name],
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -122,7 +135,7 @@ def experiment_schemas(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Schemas written by this tool (every experiment schema has a ``runs`` table), sorted."""
     rows = conn.execute(
         "SELECT DISTINCT table_schema FROM information_schema.tables "
-        "WHERE table_name = 'runs' ORDER BY 1"
+        "WHERE table_name = 'runs' AND table_catalog = current_database() ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -199,9 +212,16 @@ def replace_partition(
             validate(conn)
         conn.commit()
     except BaseException:
-        conn.rollback()
+        rollback_quietly(conn)
         raise
     return rows
+
+
+def rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open: a refused commit has ended it already, and the
+    rollback's own error would hide the cause."""
+    with suppress(duckdb.TransactionException):
+        conn.rollback()
 
 
 def delete_partitions(
@@ -224,12 +244,34 @@ def delete_partitions(
         conn.commit()
         return removed
     except BaseException:
-        conn.rollback()
+        rollback_quietly(conn)
         raise
 
 
 class DuckDBWarehouse(DuckDBResource):
-    """The results database. Each MLflow experiment is a schema; each partition a run's rows."""
+    """The results warehouse: the DuckDB file ``database``, or the DuckLake catalog that
+    ``warehouse`` names. Each MLflow experiment is a schema; each partition a run's rows."""
+
+    warehouse: str = Field(
+        default="",
+        description="A DuckLake warehouse (ducklake:postgres:<connection string>?data_path=...) "
+        "instead of the DuckDB file; `database` is then only where local defaults go.",
+    )
+    duckdb_extensions: str | None = Field(
+        default=None,
+        description="DuckLake: a folder holding the DuckDB extension files, tried after the "
+        "extension wheels and before DuckDB's online repository.",
+    )
+    conflict_retries: int = Field(
+        default=8,
+        description="DuckLake: how often a partition's transaction is retried after a write "
+        "conflict with another writer before the partition fails.",
+    )
+    compact_every_partitions: int = Field(
+        default=500,
+        description="DuckLake: merge small data files after every this many commits to the "
+        "warehouse, by any writer (0: never).",
+    )
 
     lock_timeout_seconds: float = Field(
         default=300.0,
@@ -245,6 +287,22 @@ class DuckDBWarehouse(DuckDBResource):
         "before closing it so that other processes get the database (each partition is still "
         "its own transaction).",
     )
+
+    @property
+    def url(self) -> WarehouseUrl:
+        """The parsed warehouse (the DuckDB file when ``warehouse`` is empty)."""
+        return parse_warehouse(self.warehouse or f"duckdb:{self.database}")
+
+    def exists(self) -> bool:
+        """Whether there is a warehouse to read: the file exists, or the DuckLake catalog has
+        been created (by a first connection that may write)."""
+        if not self.url.is_ducklake:
+            return Path(self.database).exists()
+        try:
+            self.open_connection(read_only=True).close()
+        except ducklake.WarehouseNotCreated:
+            return False
+        return True
 
     @contextmanager
     def get_connection(
@@ -266,13 +324,21 @@ class DuckDBWarehouse(DuckDBResource):
         bulk: bool = False,
     ) -> duckdb.DuckDBPyConnection:
         """A connection to the database (created with its folder if missing), once the lock is
-        free; ``bulk`` adds ``BULK_SETTINGS``."""
+        free; ``bulk`` adds ``BULK_SETTINGS``. For DuckLake: the catalog attached (no lock)."""
+        config = {**(BULK_SETTINGS if bulk else {}), **self.connection_config}
+        if self.url.is_ducklake:
+            return ducklake.connect(
+                self.url,
+                read_only=read_only,
+                config={**STORAGE_SETTINGS, **config},
+                extension_directory=self.duckdb_extensions,
+            )
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         return connect_with_retry(
             self.database,
             read_only=read_only,
             timeout_seconds=self.lock_timeout_seconds,
-            config={**(BULK_SETTINGS if bulk else {}), **self.connection_config},
+            config=config,
             on_wait=on_wait,
         )
 
@@ -298,8 +364,18 @@ class DuckDBWarehouse(DuckDBResource):
             writer.close()
 
     def remove_runs(self, schema_name: str, specs: list[TableSpec], run_ids: list[str]) -> None:
-        with self.get_connection() as conn:
-            delete_partitions(conn, schema_name, specs, run_ids)
+        """Remove the runs' rows in one transaction (retried whole after a DuckLake write
+        conflict, as a partition's)."""
+        for attempt in range(self.conflict_retries + 1):
+            try:
+                with self.get_connection() as conn:
+                    delete_partitions(conn, schema_name, specs, run_ids)
+                return
+            except duckdb.Error as exc:
+                if not ducklake.is_write_conflict(exc) or attempt == self.conflict_retries:
+                    raise
+            cap = min(CONFLICT_CAP_SECONDS, CONFLICT_BASE_SECONDS * 2 ** (attempt + 1))
+            time.sleep(random.uniform(0, cap))
 
 
 class PartitionWriter:
@@ -320,6 +396,8 @@ class PartitionWriter:
         self._present: dict[str, set[str]] = {}  # tables by schema, known on this connection
         self._opened = 0.0
         self.connections_opened = 0
+        self.conflicts_retried = 0
+        self.partitions_committed = 0
 
     def commit(
         self,
@@ -329,10 +407,74 @@ class PartitionWriter:
         validate: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
         clear: Sequence[TableSpec] = (),
+        report: Callable[[str], None] | None = None,
     ) -> dict[str, int]:
         """Replace the run's rows in every given table in one transaction (and remove them
-        from the ``clear`` tables); rows per table."""
-        bulk = any(not isinstance(t, pa.Table) for t in tables.values())
+        from the ``clear`` tables); rows per table. A DuckLake write conflict retries the whole
+        transaction (jittered, at most ``conflict_retries`` times; a partition streamed in
+        chunks cannot be read twice and fails instead), and after every
+        ``compact_every_partitions`` commits to the catalog (by any writer) the small files are
+        merged; ``report`` gets a line for each (the heartbeat)."""
+        # Chunks a generator hands out once cannot be inserted again.
+        replayable = not any(isinstance(t, Iterator) for t in tables.values())
+        every = self.warehouse.compact_every_partitions if self.warehouse.url.is_ducklake else 0
+        before = self.with_connection(ducklake.latest_snapshot) if every else 0
+        attempt = 0
+        while True:
+            try:
+                rows = self._commit_once(schema_name, run_id, tables, validate, on_wait, clear)
+                break
+            except Exception as exc:
+                limit = self.warehouse.conflict_retries
+                if not ducklake.is_write_conflict(exc) or not replayable or attempt >= limit:
+                    raise
+                attempt += 1
+                self.conflicts_retried += 1
+                cap = min(CONFLICT_CAP_SECONDS, CONFLICT_BASE_SECONDS * 2**attempt)
+                delay = random.uniform(0, cap)
+                if report is not None:
+                    report(
+                        f"write conflict with another writer; retrying the whole transaction "
+                        f"in {delay:.1f} s ({attempt} of {limit})"
+                    )
+                time.sleep(delay)
+        self.partitions_committed += 1
+        # Every commit is a snapshot of the whole catalog, whoever wrote it: the writer whose
+        # commit crosses a multiple of `every` compacts (a step holds at most 50 partitions).
+        if every and self.with_connection(ducklake.latest_snapshot) // every != before // every:
+            self.compact(report)
+        return rows
+
+    def compact(self, report: Callable[[str], None] | None = None) -> tuple[int, int] | None:
+        """Merge the DuckLake warehouse's small data files: (files before, after), or None
+        when another writer's conflicting commit got in the way (the next compaction will do)."""
+
+        def run(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+            return ducklake.compact(conn, keep=COMPACTION_KEEP)
+
+        try:
+            before, after = self.with_connection(run)
+        except duckdb.Error as exc:
+            if report is not None:
+                report(f"compaction skipped: {' '.join(str(exc).split())[:200]}")
+            return None
+        if report is not None:
+            report(f"compacted the data files: {before} -> {after}")
+        return before, after
+
+    def _commit_once(
+        self,
+        schema_name: str,
+        run_id: str,
+        tables: Mapping[TableSpec, TableData],
+        validate: Callable[[duckdb.DuckDBPyConnection], None] | None,
+        on_wait: Callable[[float], None] | None,
+        clear: Sequence[TableSpec],
+    ) -> dict[str, int]:
+        # DuckLake has no file to vacuum nor lock to share: one connection throughout (each
+        # opening loads the extensions and attaches the catalog).
+        lake = self.warehouse.url.is_ducklake
+        bulk = not lake and any(not isinstance(t, pa.Table) for t in tables.values())
         if bulk:
             self.close()
         if self._conn is None:
@@ -349,7 +491,7 @@ class PartitionWriter:
             raise
         finally:
             held = time.monotonic() - self._opened
-            if bulk or held >= self.warehouse.hold_connection_seconds:
+            if bulk or (not lake and held >= self.warehouse.hold_connection_seconds):
                 self.close()
 
     def with_connection(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:

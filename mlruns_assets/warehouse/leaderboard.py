@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from mlruns_assets.warehouse.duckdb_writer import existing_tables
+from mlruns_assets.warehouse.duckdb_writer import existing_tables, rollback_quietly
 from mlruns_assets.warehouse.stratos_schema import ESSENTIAL_METRICS, PREDICTIONS
 from mlruns_assets.warehouse.tables import TableSpec, create_table_sql
 from mlruns_assets.warehouse.validation import (
@@ -152,7 +152,7 @@ def write_leaderboard(conn: duckdb.DuckDBPyConnection, schema: str) -> Leaderboa
         ).fetchone()
         conn.commit()
     except BaseException:
-        conn.rollback()
+        rollback_quietly(conn)  # a refused commit (a DuckLake write conflict) ended it already
         raise
     rows, not_passing = row or (0, 0)
     return LeaderboardWritten(int(rows), int(not_passing))

@@ -8,6 +8,7 @@ them in the UI, and ``mlruns-assets check`` gates CI.
 from __future__ import annotations
 
 import re
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,8 @@ def schema_check(conn: duckdb.DuckDBPyConnection, schema: str, spec: TableSpec) 
     """The table has exactly the declared columns, types and nullability, in order."""
     rows = conn.execute(
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        "WHERE table_schema = ? AND table_name = ? AND table_catalog = current_database() "
+        "ORDER BY ordinal_position",
         [schema, spec.name],
     ).fetchall()
     actual = [(n, t, nullable == "YES") for n, t, nullable in rows]
@@ -257,7 +259,8 @@ def subject_code_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> list[st
     """Tables of the schema with a ``subject_code`` column, whatever their kind."""
     rows = conn.execute(
         "SELECT table_name FROM information_schema.columns "
-        "WHERE table_schema = ? AND column_name = 'subject_code' ORDER BY 1",
+        "WHERE table_schema = ? AND column_name = 'subject_code' "
+        "AND table_catalog = current_database() ORDER BY 1",
         [schema],
     ).fetchall()
     return [r[0] for r in rows]
@@ -364,28 +367,34 @@ def database_checks(
 
 
 def check_database(
-    database: Path,
+    database: Path | duckdb.DuckDBPyConnection,
     *,
     subject_map_configured: bool,
     original_pattern: str = ORIGINAL_CODE_PATTERN,
     registry: dict[str, set[str]] | None = None,
 ) -> list[tuple[str, CheckOutcome]]:
-    """(schema, outcome) for every check of every experiment schema in the database; each
-    schema is checked as the kind whose tables it holds."""
-    conn = connect_with_retry(str(database), read_only=True)
-    try:
-        results: list[tuple[str, CheckOutcome]] = []  # bounded: a few dozen checks per schema
-        for schema in experiment_schemas(conn):
-            kind = kind_of_tables(existing_tables(conn, schema))
-            outcomes = database_checks(
+    """(schema, outcome) for every check of every experiment schema in the database (a file,
+    or a connection, e.g. to a DuckLake warehouse); each schema is checked as the kind whose
+    tables it holds."""
+    if isinstance(database, Path):
+        with closing(connect_with_retry(str(database), read_only=True)) as conn:
+            return check_database(
                 conn,
-                schema,
-                tables_for_kind(kind),
                 subject_map_configured=subject_map_configured,
                 original_pattern=original_pattern,
                 registry=registry,
             )
-            results += [(schema, o) for o in outcomes]
-        return results
-    finally:
-        conn.close()
+    conn = database
+    results: list[tuple[str, CheckOutcome]] = []  # bounded: a few dozen checks per schema
+    for schema in experiment_schemas(conn):
+        kind = kind_of_tables(existing_tables(conn, schema))
+        outcomes = database_checks(
+            conn,
+            schema,
+            tables_for_kind(kind),
+            subject_map_configured=subject_map_configured,
+            original_pattern=original_pattern,
+            registry=registry,
+        )
+        results += [(schema, o) for o in outcomes]
+    return results

@@ -43,3 +43,23 @@ def test_done_lines_reach_the_run_log_rate_limited_and_the_progress_bar_all(
     # ...the command's progress bar: every partition.
     parts = [r.progress["partition"] for r in caplog.records]  # type: ignore[attr-defined]
     assert parts == ["k1", "k2", "k3", "k4", "k5"]
+
+
+def test_a_run_log_that_cannot_be_written_fails_no_partition(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Dagster raises from a log call when the instance's storage is away (it re-raises its own
+    report of the lost line): the work loop carries on, the progress bar still gets the line."""
+
+    def storage_away(_line: str) -> None:
+        raise ConnectionError("too many retries for DB connection")
+
+    progress = ExtractionProgress(total=2, emit=storage_away, heartbeat_seconds=0)
+    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
+        progress.heartbeat("loading x", at_once=True)
+        progress.partition_done("k1", error="run k1: bad pickle")
+        progress.partition_done("k2")
+    assert (progress.done, progress.failed) == (2, 1)
+    notes = [r.progress["note"] for r in caplog.records if hasattr(r, "progress")]
+    assert notes == ["loading x", "FAILED k1: run k1: bad pickle", "done k2"]
+    assert any("not written to the run log" in r.getMessage() for r in caplog.records)
