@@ -5,7 +5,8 @@ as the ``postgres`` user when started as root), Redis, a moto S3 server, an MLfl
 whose artifacts go to S3 (``--artifacts-destination s3://...``), then a demo store logged through
 that server, and the Dagster side exactly as deploy/ configures it: ``deploy/dagster.yaml``
 (Postgres storage, queued run coordinator with the extraction pool, CeleryRunLauncher on Redis,
-compute logs on S3), ``dagster-webserver``, ``dagster-daemon`` and Celery workers started with
+compute logs on S3), a ``dagster code-server`` that ``deploy/workspace.yaml`` points at,
+``dagster-webserver``, ``dagster-daemon`` and Celery workers started with
 ``dagster-celery worker start -y deploy/celery/worker.yaml``.
 
 Scenario (``e2e``): a backfill of every partition launched through GraphQL as the UI sends it;
@@ -182,7 +183,8 @@ class Stack:
 
     def stop_dagster(self) -> None:
         """The workers, the daemon and the web server (nothing writes the results after)."""
-        for name in [n for n in self.procs if n.startswith(("worker", "daemon", "webserver"))]:
+        names = ("worker", "daemon", "webserver", "codeserver")
+        for name in [n for n in self.procs if n.startswith(names)]:
             self.stop(name)
 
     def stop_all(self) -> None:
@@ -321,6 +323,7 @@ class Stack:
         home.mkdir(exist_ok=True)
         shutil.copyfile(DEPLOY / "dagster.yaml", home / "dagster.yaml")
         redis = f"redis://127.0.0.1:{self.ports['redis']}"
+        self.ports["code"] = free_port()
         return {
             **self.env,
             **settings_env,
@@ -333,14 +336,39 @@ class Stack:
             "DAGSTER_CELERY_BROKER_URL": f"{redis}/0",
             "DAGSTER_CELERY_BACKEND_URL": f"{redis}/1",
             "DAGSTER_COMPUTE_LOGS_BUCKET": LOG_BUCKET,
+            "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+            "DAGSTER_CODE_SERVER_PORT": str(self.ports["code"]),
         }
 
+    def start_code_server(self, env: Mapping[str, str]) -> None:
+        """The code location in its own long-lived gRPC server (deploy/workspace.yaml). With a
+        ``python_module`` workspace the daemon spawns a new code server at every workspace
+        reload (each minute), which builds an instance first: one spawned while Postgres is
+        down fails, and until the next reload the daemon fails every backfill of the location
+        ("existed at storage-time, but no longer does")."""
+        import grpc
+
+        port = str(self.ports["code"])
+        cmd = [str(BIN / "dagster"), "code-server", "start", "-m", "mlruns_assets.definitions",
+               "--location-name", LOCATION, "-h", "127.0.0.1", "-p", port]  # fmt: skip
+        proc = self.start("codeserver", cmd, env=env)
+
+        def serving() -> bool:
+            channel = grpc.insecure_channel(f"127.0.0.1:{self.ports['code']}")
+            try:
+                grpc.channel_ready_future(channel).result(timeout=2)
+            except grpc.FutureTimeoutError:
+                return False
+            finally:
+                channel.close()
+            return True
+
+        wait_for("code server", serving, 300, proc)
+
     def workspace(self) -> Path:
+        """deploy/workspace.yaml (the code server's address comes from the environment)."""
         path = self.workdir / "workspace.yaml"
-        path.write_text(
-            "load_from:\n  - python_module:\n      module_name: mlruns_assets.definitions\n"
-            f"      location_name: {LOCATION}\n"
-        )
+        shutil.copyfile(DEPLOY / "workspace.yaml", path)
         return path
 
     def start_webserver(self, env: Mapping[str, str]) -> GraphQL:
@@ -617,6 +645,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                     targets.append((keys, list(plan.to_add)))
             partitions = sum(len(p) for _, p in targets)
 
+            stack.start_code_server(env)
             gql = stack.start_webserver(env)
             for experiment in experiments:  # backfills only: the sensors would launch runs too
                 selector = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",

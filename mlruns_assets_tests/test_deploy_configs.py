@@ -201,3 +201,19 @@ def test_ci_runs_the_loopback_scenario_with_every_fault() -> None:
     arguments = calls[0].split(".ci/distributed", 1)[1].split()
     assert {"--restart-redis", "--restart-postgres"} <= set(arguments)
     assert not any(a.startswith("--kill-after") for a in arguments)
+
+
+def test_the_workspace_points_at_a_standalone_code_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon must not spawn the code location's server itself: one spawned while Postgres
+    is down fails, and the daemon then fails every backfill of the location until it reloads."""
+    from dagster._core.workspace.config_schema import process_workspace_config
+
+    monkeypatch.setenv("DAGSTER_CODE_SERVER_HOST", "code.example.org")
+    monkeypatch.setenv("DAGSTER_CODE_SERVER_PORT", "4000")
+    workspace = DEPLOY / "workspace.yaml"
+    result = process_workspace_config(yaml.safe_load(workspace.read_text()))
+    assert result.success, [e.message for e in result.errors or []]
+    (entry,) = (result.value or {})["load_from"]
+    server = entry["grpc_server"]
+    assert (server["host"], server["port"]) == ("code.example.org", 4000)
+    assert server["location_name"] == "mlruns_assets"
