@@ -52,6 +52,8 @@ BIN = Path(sys.executable).parent
 LOCATION = "mlruns_assets"
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 LOG_BUCKET, ARTIFACT_BUCKET = "dagster-compute-logs", "mlflow-artifacts"
+# ``--warehouse ducklake``: the catalog a database of the scenario's Postgres, the data on moto.
+LAKE_DATABASE, LAKE_BUCKET = "lake", "ducklake-data"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 LAUNCH_BACKFILL = """
@@ -222,6 +224,22 @@ class Stack:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("CREATE DATABASE dagster")
+
+    def ducklake_warehouse(self) -> str:
+        """``--warehouse`` of a new DuckLake catalog: a database of this Postgres (stopped and
+        restarted with it), its Parquet files in a bucket of this moto S3 (``start_s3`` first)."""
+        import boto3
+
+        with contextlib.closing(self.pg_connect("postgres")) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {LAKE_DATABASE}")
+        endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket=LAKE_BUCKET
+        )
+        dsn = f"dbname={LAKE_DATABASE} host=127.0.0.1 port={self.ports['postgres']} user=postgres"
+        return f"ducklake:postgres:{dsn}?data_path=s3://{LAKE_BUCKET}/lake/"
 
     def _run_postgres(self, user: str | None) -> None:
         assert self.pg_data is not None
@@ -603,6 +621,8 @@ def run_e2e(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mlruns-assets-distributed-"))
     outcome = Outcome(workdir / "logs" / "scenario.log", args.verbose)
     try:
+        if args.warehouse == "ducklake":
+            ducklake_loadable()
         with running_stack(workdir) as stack:
             stack.start_postgres()
             stack.start_redis()
@@ -618,9 +638,14 @@ def run_e2e(args: argparse.Namespace) -> int:
                 )
             outcome.note(store_s=round(time.monotonic() - began, 1))
             database = workdir / "results" / "results.duckdb"
+            lake = stack.ducklake_warehouse() if args.warehouse == "ducklake" else None
+            if lake is not None:
+                outcome.note(warehouse=lake)
             settings = Settings(
                 tracking_uri=uri,
-                database=str(database),
+                # With DuckLake: where the Dagster home and the private folder go.
+                database=str(workdir / "results" / "lake" if lake else database),
+                warehouse=lake,
                 subject_map=str(subject_map),
                 heartbeat_seconds=5.0,
                 stall_timeout_seconds=args.stall_timeout,
@@ -725,6 +750,17 @@ def run_e2e(args: argparse.Namespace) -> int:
                 os.environ.pop("DAGSTER_HOME", None)
             stack.stop_dagster()
 
+            if lake is not None:
+                # The lake as of its latest snapshot, in one DuckDB file (compared below).
+                database.parent.mkdir(parents=True, exist_ok=True)
+                exported = subprocess.run(
+                    [str(BIN / "mlruns-assets"), "export", "--warehouse", lake,
+                     "--out", str(database)],
+                    env=stack.env, capture_output=True, text=True,
+                )  # fmt: skip
+                if exported.returncode != 0:
+                    output = (exported.stdout + exported.stderr)[-2000:]
+                    raise LoopbackError(f"export of the DuckLake warehouse failed: {output}")
             single = workdir / "single" / "results.duckdb"
             extracted = subprocess.run(
                 [str(BIN / "mlruns-assets"), "extract", "--tracking-uri", uri,
@@ -763,15 +799,36 @@ def run_e2e(args: argparse.Namespace) -> int:
         faults.append(f"Redis restarted ({f['redis_restart_s']} s)")
     if "postgres_down_s" in f:
         faults.append(f"Postgres restarted mid-run ({f['postgres_down_s']} s down)")
+    where = " (DuckLake, exported)" if args.warehouse == "ducklake" else ""
     print(
         f"distributed: OK {f['partitions']} partitions over {args.workers} Celery workers; "
         f"faults: {', '.join(faults) or 'none'}; {f.get('refilled', 0)} refilled; "
-        f"{f['tables']} tables / {f['rows']} rows equal to a single-file extract, 0 duplicates, "
+        f"{f['tables']} tables / {f['rows']} rows{where} "
+        "equal to a single-file extract, 0 duplicates, "
         f"no slot held; {elapsed:.0f} s"
     )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def ducklake_loadable() -> None:
+    """Fail fast, in one line, outside the ducklake extra's environment (no extension wheels)."""
+    import duckdb
+
+    from mlruns_assets.runtime.errors import UsageError
+    from mlruns_assets.warehouse import ducklake
+
+    conn = duckdb.connect()
+    try:
+        for name in ("postgres_scanner", "ducklake", "httpfs"):
+            ducklake.load_extension(conn, name, None)
+    except UsageError as exc:
+        raise LoopbackError(
+            f"--warehouse ducklake: {exc} (run .ci/distributed --ducklake)"
+        ) from None
+    finally:
+        conn.close()
 
 
 def write_json(path: Path | None, figures: Mapping[str, Any]) -> None:
@@ -982,6 +1039,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pause-figures",
         action="store_true",
         help="figures sensor stopped (throughput of extraction alone; leaderboards not compared)",
+    )
+    e2e.add_argument(
+        "--warehouse",
+        choices=("file", "ducklake"),
+        default="file",
+        help="where the results go: one DuckDB file, or a DuckLake catalog in this Postgres with "
+        "its data on the moto S3 (run from the ducklake extra's environment: .ci/distributed "
+        "--ducklake)",
     )
     e2e.add_argument("--json", type=Path, help="write the scenario's figures to this file")
     e2e.add_argument("--keep", action="store_true", help="keep the work folder and its logs")

@@ -192,13 +192,16 @@ def test_extraction_steps_take_the_pool_the_configs_limit() -> None:
     assert asset.op.pool == EXTRACTION_POOL
 
 
-def test_ci_runs_the_loopback_scenario_with_every_fault() -> None:
+def test_ci_runs_the_loopback_scenario_with_every_fault_into_ducklake() -> None:
     """Issue #17's faults all run in CI: the worker kill is the scenario's default (``--kill-after
-    0`` would turn it off), the Redis and Postgres restarts are flags."""
+    0`` would turn it off), the Redis and Postgres restarts are flags; the results go to DuckLake
+    (``--ducklake``, which .ci/distributed takes as its first argument only), within 15 minutes."""
     ci = (DEPLOY.parent / ".ci" / "run").read_text().splitlines()
     calls = [line for line in ci if ".ci/distributed" in line and not line.startswith("#")]
     assert len(calls) == 1
+    assert calls[0].startswith("timeout --kill-after=60 900 .ci/distributed")
     arguments = calls[0].split(".ci/distributed", 1)[1].split()
+    assert arguments[0] == "--ducklake"
     assert {"--restart-redis", "--restart-postgres"} <= set(arguments)
     assert not any(a.startswith("--kill-after") for a in arguments)
 

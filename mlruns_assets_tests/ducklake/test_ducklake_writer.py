@@ -1,12 +1,16 @@
 """The partition writer on a DuckLake catalog: a write conflict retries the whole transaction
 (and says so), a partition streamed in chunks is not replayed, compaction merges small files,
-and writers creating the database id at once agree on one."""
+writers creating the database id at once agree on one, and a Postgres restart inside a commit
+fails that partition only."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -15,6 +19,7 @@ import pytest
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse, replace_partition
 from mlruns_assets.warehouse.identity import IDENTITY_TABLE
 from mlruns_assets.warehouse.tables import TableSpec
+from mlruns_assets_tests.support.postgres import Postgres, loopback_postgres
 
 pytestmark = pytest.mark.ducklake
 
@@ -130,3 +135,26 @@ def test_processes_creating_the_database_id_at_once_agree_on_one(
     with lake.get_connection(read_only=True) as conn:
         row = conn.execute(f"SELECT count(*) FROM main.{IDENTITY_TABLE}").fetchone()
     assert row == (1,)
+
+
+def test_a_postgres_restart_during_a_commit_fails_that_partition_only(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """The catalog's Postgres stopped (fast shutdown) inside a partition's transaction, as
+    ``.ci/distributed --ducklake --restart-postgres`` can: that commit fails, nothing of it
+    lands, and once Postgres is back the same process's attached catalog commits again (its own
+    cluster: the session's stays up for the other tests)."""
+    del postgres  # only for the skip when DuckLake cannot run here
+    with loopback_postgres() as own:
+        warehouse = DuckDBWarehouse(database="", warehouse=own.warehouse("lake", tmp_path))
+        with warehouse.partition_writer() as writer:
+            writer.commit("s", "a", {SPEC: _rows("a", 5)})
+
+            def stop_postgres(_conn: duckdb.DuckDBPyConnection) -> None:
+                own.stack.stop("postgres", signal.SIGINT)
+
+            with pytest.raises(duckdb.Error):
+                writer.commit("s", "a", {SPEC: _rows("a", 2)}, stop_postgres)
+            own.stack._run_postgres("postgres" if os.geteuid() == 0 else None)
+            writer.commit("s", "b", {SPEC: _rows("b", 3)})
+        assert _counts(warehouse) == {"a": 5, "b": 3}
