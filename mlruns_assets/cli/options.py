@@ -55,6 +55,25 @@ def with_warehouse(func: F) -> F:
     return func
 
 
+kind_option = setting_option(
+    "kinds",
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="NAME=KIND",
+    callback=kind_pairs,
+    default=(),
+    help="an experiment's kind: " + ", ".join(k.value for k in Kind) + " (repeatable; "
+    "default: inferred from the experiment's runs and name)",
+)
+dagster_home_option = click.option(
+    "--dagster-home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the persistent Dagster instance [default: .dagster/<database file name>/ beside "
+    "the database]",
+)
+
+
 def store_options(func: F) -> F:
     """Where runs come from and where tables go, and how runs are extracted."""
     decorators = [
@@ -62,17 +81,7 @@ def store_options(func: F) -> F:
         setting_option("database", "--db", "database", metavar="PATH"),
         *warehouse_options,
         setting_option("experiments", "--experiment", "experiments", multiple=True, metavar="NAME"),
-        setting_option(
-            "kinds",
-            "--kind",
-            "kinds",
-            multiple=True,
-            metavar="NAME=KIND",
-            callback=kind_pairs,
-            default=(),
-            help="an experiment's kind: " + ", ".join(k.value for k in Kind) + " (repeatable; "
-            "default: inferred from the experiment's runs and name)",
-        ),
+        kind_option,
         setting_option("admit_failed_runs", "--admit-failed-runs", is_flag=True),
         setting_option("subject_map", "--subject-map", metavar="FILE"),
         setting_option(
@@ -86,12 +95,7 @@ def store_options(func: F) -> F:
         setting_option(
             "compact_every_partitions", "--compact-every-partitions", type=click.IntRange(min=0)
         ),
-        click.option(
-            "--dagster-home",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="the persistent Dagster instance [default: .dagster/<database file name>/ beside "
-            "the database]",
-        ),
+        dagster_home_option,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)

@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from mlruns_assets.cli.options import kind_pairs, setting_option, settings_from, with_warehouse
+from mlruns_assets.cli.options import (
+    dagster_home_option,
+    kind_option,
+    setting_option,
+    settings_from,
+    with_warehouse,
+)
 from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.defs.leaderboard import leaderboard_job_name
 from mlruns_assets.defs.partitions import extraction_job_name, partitions_def_name
@@ -17,7 +23,6 @@ from mlruns_assets.defs.rekey import move_partitions, moves_to_current_names, ru
 from mlruns_assets.defs.stall_sensor import fail_orphaned_runs
 from mlruns_assets.runtime.errors import UsageError
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
-from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.source.discovery import with_kinds
 
 PROGRESS_EVERY = 100  # partitions between progress lines
@@ -33,22 +38,8 @@ PROGRESS_EVERY = 100  # partitions between progress lines
 @setting_option("database", "--db", "database", metavar="PATH")
 @with_warehouse
 @setting_option("experiments", "--experiment", "experiments", multiple=True, metavar="NAME")
-@setting_option(
-    "kinds",
-    "--kind",
-    "kinds",
-    multiple=True,
-    metavar="NAME=KIND",
-    callback=kind_pairs,
-    default=(),
-    help="an experiment's kind: " + ", ".join(k.value for k in Kind) + " (as given to extract)",
-)
-@click.option(
-    "--dagster-home",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="the persistent Dagster instance [default: .dagster/<database file name>/ beside "
-    "the database]",
-)
+@kind_option
+@dagster_home_option
 @click.option("--dry-run", is_flag=True, help="list the keys that would change; change nothing")
 def rekey_command(dagster_home: Path | None, dry_run: bool, **options: Any) -> int:
     """Give every partition the key `<run name>@<run id>` of its run's current MLflow name:
