@@ -58,7 +58,11 @@ def latest_records(
     query for the latest storage id per partition, then those events only, a page at a time.
     Reading every event instead grows with the history (re-extractions, re-keyed partitions)."""
     wanted = set(keys) if keys is not None else None
-    latest = instance.get_latest_storage_id_by_partition(asset_key, event_type)
+    # A few keys (a step's new partition) are asked of the query itself, so the per-partition
+    # path stays one small query; many are filtered here (a bound parameter per key would
+    # overrun SQLite's limit on large experiments).
+    asked = wanted if wanted is not None and len(wanted) <= _PAGE else None
+    latest = instance.get_latest_storage_id_by_partition(asset_key, event_type, asked)
     ids = sorted(i for k, i in latest.items() if wanted is None or k in wanted)
     fetch = (
         instance.fetch_observations
