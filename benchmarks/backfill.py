@@ -255,6 +255,15 @@ def run_backfill(
             sampler.stop()
             runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             spans = [(r.start_time, r.end_time) for r in runs if r.start_time and r.end_time]
+            # Per run, seconds after the launch: queued by the backfill daemon, started, ended.
+            timeline = sorted(
+                [
+                    round(r.create_timestamp.timestamp() - launched_epoch, 1),
+                    round(r.start_time - launched_epoch, 1) if r.start_time else None,
+                    round(r.end_time - launched_epoch, 1) if r.end_time else None,
+                ]
+                for r in runs
+            )
             statuses = sorted({r.dagster_run.status.value for r in runs})
     finally:
         if daemon is not None:
@@ -277,6 +286,7 @@ def run_backfill(
         "run_statuses": statuses,
         "run_seconds_sum": sum(e - s for s, e in spans),
         "first_run_started_after_s": first_start - launched_epoch if first_start else None,
+        "run_timeline_s": timeline,
         "startup_s": startup,
         "tree_idle_rss_mb": idle_rss / MB,
         "tree_peak_rss_mb": sampler.peak_sum_bytes / MB,

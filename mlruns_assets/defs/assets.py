@@ -29,7 +29,7 @@ from mlruns_assets.defs.partitions import (
 )
 from mlruns_assets.defs.resources import ExtractionPolicyResource, MlflowTrackingResource
 from mlruns_assets.pipeline.checkpoint import SettingsFingerprint, settings_fingerprint
-from mlruns_assets.pipeline.extraction_pool import shared_pool
+from mlruns_assets.pipeline.extraction_pool import step_pool
 from mlruns_assets.pipeline.partition_loop import (
     PartitionCommitted,
     PartitionFailed,
@@ -188,10 +188,12 @@ def build_extraction_asset(
         )
         failures: dict[str, str] = {}  # bounded: one cause per partition of this step
         store = mlflow_tracking.store()
-        pool = shared_pool(store, kind, extraction_policy.workers, len(keys))
-        if pool is not None:
-            context.log.info(f"{pool.workers} worker processes read the runs")
-        with warehouse.partition_writer() as writer:
+        with (
+            step_pool(store, kind, extraction_policy.workers, len(keys)) as pool,
+            warehouse.partition_writer() as writer,
+        ):
+            if pool is not None:
+                context.log.info(f"{pool.workers} worker processes read the runs")
             outcomes = extract_partitions(
                 store,
                 writer,

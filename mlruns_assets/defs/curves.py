@@ -15,9 +15,8 @@ import dagster as dg
 
 from mlruns_assets.defs.automation import CURVES_CONDITION
 from mlruns_assets.defs.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
-from mlruns_assets.figures.curve_data import read_run_curves
+from mlruns_assets.figures.curve_data import CURVES, read_run_curves
 from mlruns_assets.figures.markdown import image_markdown
-from mlruns_assets.figures.plots import CURVES, render_curves
 from mlruns_assets.source.partition_keys import run_id_of
 from mlruns_assets.source.tracking import ExperimentRef
 from mlruns_assets.warehouse.catalog import STRATOS
@@ -81,6 +80,10 @@ def build_curves_asset(experiment: ExperimentRef) -> dg.AssetsDefinition:
     def curves(
         context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
     ) -> Iterator[dg.AssetMaterialization]:
+        # matplotlib (~0.5 s to import) only where pictures are drawn: every command that
+        # builds the definitions (extract, check, rekey) would pay it otherwise.
+        from mlruns_assets.figures.plots import render_curves
+
         missing = []  # bounded: partitions of this step (<= 50)
         for partition in context.partition_keys:
             # The lock is held only to read the run's rows, never while drawing.

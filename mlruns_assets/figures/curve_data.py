@@ -15,6 +15,13 @@ FloatArray = NDArray[np.float64]
 Z95 = 1.959963984540054
 ROC_BOOTSTRAPS = 200  # percentiles of 200 resamples: a band, not a published CI
 ROC_GRID = np.linspace(0.0, 1.0, 101)
+# (name, title): the order they are shown in, the metadata keys and the report's captions.
+CURVES = (
+    ("calibration", "Calibration curve"),
+    ("decision_curve", "Decision curve"),
+    ("roc", "ROC curve"),
+    ("probability_distributions", "Predicted probabilities by outcome"),
+)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mlruns_assets.figures.curve_data import (
+    CURVES,
     RunCurves,
     has_both_classes,
     roc_band,
@@ -25,13 +26,6 @@ from mlruns_assets.figures.curve_data import (
 
 DPI = 80
 SIZE_INCHES = (4.6, 3.4)
-# (name, title): the order they are shown in, the metadata keys and the report's captions.
-CURVES = (
-    ("calibration", "Calibration curve"),
-    ("decision_curve", "Decision curve"),
-    ("roc", "ROC curve"),
-    ("probability_distributions", "Predicted probabilities by outcome"),
-)
 MODEL, REFERENCE, BAND = "#1f4e9c", "#7f7f7f", "#9ab6e6"
 UNIT = (-0.01, 1.01)  # a curve along 0 or 1 stays visible inside the frame
 

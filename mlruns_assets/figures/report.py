@@ -12,9 +12,9 @@ from pathlib import Path
 
 import duckdb
 
-from mlruns_assets.figures.curve_data import read_run_curves
+from mlruns_assets.figures.curve_data import CURVES, read_run_curves
 from mlruns_assets.figures.markdown import LEADERBOARD_COLUMNS, cell, png_data_uri
-from mlruns_assets.figures.plots import CURVES, render_curves
+from mlruns_assets.figures.plots import render_curves
 from mlruns_assets.warehouse.duckdb_writer import existing_tables
 from mlruns_assets.warehouse.leaderboard import PASS, leaderboard_sql
 from mlruns_assets.warehouse.stratos_schema import STRATOS_TABLES

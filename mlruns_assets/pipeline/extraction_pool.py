@@ -5,58 +5,40 @@ database, so N worker processes do it while the step's own thread commits each r
 transaction, in order, and records it as it commits. Memory stays bounded: a worker holds one
 run at a time and at most ``2 x workers`` finished runs wait for the writer.
 
-Workers are forked from a fork server that imports this module (MLflow, NumPy, PyArrow) once,
-a few seconds during which the step extracts in its own thread; each worker then opens the
-tracking store as the parent opened it (``TrackingStore.reopened``), without repeating its
-checks. One pool serves every step of a process (the headless command runs all its steps
-in-process).
+Workers are forked from a fork server that imports ``pipeline.extraction_worker`` (NumPy,
+PyArrow, the transforms; no MLflow, no Dagster) once, well under a second during which the step
+extracts in its own thread. The parent hands each worker the run as plain data
+(``RunRecord``) with its metric history; a worker opens the tracking store through MLflow only
+for a run whose artifacts are not local files (``TrackingStore.reopened``). One pool serves
+every step of a process (the headless command runs all its steps in-process).
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import multiprocessing
+import multiprocessing.util
 import os
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlflow.entities import Run
 
+from mlruns_assets.pipeline import extraction_worker
 from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction, extract_run
 from mlruns_assets.runtime.errors import ExtractionError
-from mlruns_assets.runtime.guardrails import peak_rss, reset_peak_rss
+from mlruns_assets.runtime.guardrails import reset_peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
 from mlruns_assets.runtime.settings import MIN_PARTITIONS_FOR_WORKERS, Kind
 from mlruns_assets.source.partition_keys import run_id_of
-from mlruns_assets.source.tracking import ExperimentRef, MetricPoints, TrackingStore
-
-_worker_store: TrackingStore | None = None
-
-
-def _start_worker(client_uri: str) -> None:
-    # The parent decides when to stop (its first Ctrl-C finishes the runs in hand); a worker
-    # killed by the terminal's SIGINT would fail its partition instead.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_store
-    _worker_store = TrackingStore.reopened(client_uri)
-    _worker_store.client._tracking_client.store  # noqa: B018 - connect now, not in the first run
-
-
-def _extract_in_worker(
-    run: Run, settings: ExtractionSettings, history: MetricPoints | None
-) -> tuple[RunExtraction, int]:
-    """One run's tables and the worker's peak RSS while it built them."""
-    assert _worker_store is not None, "worker not started"
-    reset_peak_rss()
-    extraction = extract_run(_worker_store, run, settings, history)
-    return extraction, peak_rss()
+from mlruns_assets.source.run_data import MetricPoints, RunRecord
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 
 
 class ExtractionPool:
@@ -67,13 +49,17 @@ class ExtractionPool:
         context = multiprocessing.get_context("forkserver")
         # Forking the step's process is unsafe (Dagster's threads); the fork server is a fresh
         # interpreter that imports what a worker needs once.
-        context.set_forkserver_preload([__name__, "mlflow.store.tracking.sqlalchemy_store"])
+        context.set_forkserver_preload([extraction_worker.__name__])
         self._executor = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start_worker, initargs=(client_uri,)
+            workers,
+            mp_context=context,
+            initializer=extraction_worker.start_worker,
+            initargs=(client_uri,),
         )
-        # Done once a worker has started (imports, store opened: seconds); until then the
-        # step extracts in its own thread rather than wait.
+        # Done once a worker has started; until then the step extracts in its own thread
+        # rather than wait.
         self._started = self._executor.submit(os.getpid)
+        self.command_wide = False  # started for a whole command (``start_shared_pool``)
 
     @property
     def ready(self) -> bool:
@@ -89,7 +75,9 @@ class ExtractionPool:
     ) -> Future[tuple[RunExtraction, int]]:
         # The heartbeat reports to the step's log, which lives in this process.
         shipped = dataclasses.replace(settings, heartbeat=None)
-        return self._executor.submit(_extract_in_worker, run, shipped, history)
+        return self._executor.submit(
+            extraction_worker.extract_in_worker, RunRecord.of(run), shipped, history
+        )
 
     def shutdown(self) -> None:
         """Stop the workers: idle ones exit at once; one that does not within 5 s is killed.
@@ -103,6 +91,12 @@ class ExtractionPool:
                 process.join(timeout=5)
 
 
+def _may_start_processes() -> bool:
+    """False in a daemonic process (a Celery pool process runs Dagster runs as one), which
+    Python forbids to start children: its steps extract in their own thread."""
+    return not multiprocessing.current_process().daemon
+
+
 _shared: ExtractionPool | None = None
 _shared_lock = threading.Lock()
 
@@ -114,7 +108,7 @@ def shared_pool(
     step's own thread: one worker asked for, too few partitions for workers to pay, or
     imputation signals (read while they are inserted, so a worker could not hand them over)."""
     global _shared
-    if workers < 2 or kind == Kind.IMPUTATION:
+    if workers < 2 or kind == Kind.IMPUTATION or not _may_start_processes():
         return None
     uri = store.client.tracking_uri
     with _shared_lock:
@@ -132,16 +126,18 @@ def start_shared_pool(store: TrackingStore, workers: int, partitions: int) -> Ex
     """Start the workers for a command's ``partitions`` (of kinds workers can read), however
     its steps divide them: they warm up while the first step starts in its own thread."""
     global _shared
-    if workers < 2 or partitions < MIN_PARTITIONS_FOR_WORKERS:
+    if workers < 2 or partitions < MIN_PARTITIONS_FOR_WORKERS or not _may_start_processes():
         return None
     with _shared_lock:
         if _shared is None:
             _shared = ExtractionPool(store.client.tracking_uri, workers)
+            _shared.command_wide = True
         return _shared
 
 
 def shutdown_shared_pool() -> None:
-    """Stop the workers (at the end of a command; at exit otherwise)."""
+    """Stop the workers (at the end of a command or of a step that started them; at exit
+    otherwise)."""
     global _shared
     with _shared_lock:
         if _shared is not None:
@@ -149,7 +145,27 @@ def shutdown_shared_pool() -> None:
             _shared = None
 
 
-atexit.register(shutdown_shared_pool)
+@contextmanager
+def step_pool(
+    store: TrackingStore, kind: Kind, workers: int, partitions: int
+) -> Iterator[ExtractionPool | None]:
+    """``shared_pool`` for one step: workers the step started stop when it ends (a Dagster
+    run's process would otherwise keep them until it exits); the command's pool is left to
+    the command (``start_shared_pool``)."""
+    command_pool = _shared if _shared is not None and _shared.command_wide else None
+    pool = shared_pool(store, kind, workers, partitions)
+    try:
+        yield pool
+    finally:
+        if pool is not None and pool is not command_pool:
+            shutdown_shared_pool()
+
+
+# Not atexit: a multiprocessing child (Dagster's code server starts runs as such) exits
+# through multiprocessing's own exit function, which joins every child process, idle pool
+# workers included, before the atexit handlers run: it would wait forever. Finalizers of
+# priority >= 0 run before that join, and at a normal interpreter exit too.
+multiprocessing.util.Finalize(None, shutdown_shared_pool, exitpriority=10)
 
 # Runs whose metric histories are read in one query: few enough that a window of long
 # histories stays small, many enough that the per-query cost is shared.

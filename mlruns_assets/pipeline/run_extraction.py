@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from mlflow.entities import Run
 
 from mlruns_assets.runtime.guardrails import MemoryGuard
 from mlruns_assets.runtime.progress import Heartbeat as Heartbeat  # re-exported (resources)
 from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.source.artifacts import load_imputation_artifact, load_metrics_artifact
-from mlruns_assets.source.tracking import MetricPoints, TrackingStore
+from mlruns_assets.source.run_data import MetricPoints, RunLike, RunReader
 from mlruns_assets.transform.run_record import metric_history_table, runs_table
 from mlruns_assets.transform.signals import imputation_methods, read_signals, signal_tables
 from mlruns_assets.transform.stratos_tables import build_stratos_tables
@@ -49,7 +48,7 @@ class RunExtraction:
 
 
 def signal_chunks(
-    store: TrackingStore, run: Run, settings: ExtractionSettings
+    store: RunReader, run: RunLike, settings: ExtractionSettings
 ) -> Iterator[pa.Table]:
     """The run's ``preprocessed_signals`` rows, a chunk at a time. The imputation pickle is
     loaded when the first chunk is asked for; all but the signal arrays are dropped at once,
@@ -70,8 +69,8 @@ def signal_chunks(
 
 
 def extract_run(
-    store: TrackingStore,
-    run: Run,
+    store: RunReader,
+    run: RunLike,
     settings: ExtractionSettings,
     history: MetricPoints | None = None,
 ) -> RunExtraction:

@@ -20,8 +20,8 @@ from typing import Any
 
 from mlruns_assets.runtime.guardrails import MemoryGuard, format_bytes
 from mlruns_assets.runtime.progress import READ_REPORT_SECONDS, Heartbeat, read_progress_note
+from mlruns_assets.source.run_data import ArtifactAccess
 from mlruns_assets.source.safe_pickle import load_untrusted_pickle
-from mlruns_assets.source.tracking import RunArtifacts
 
 METRICS_FOLDER = "metrics"
 IMPUTATION_FOLDER = "imputation"
@@ -73,7 +73,7 @@ def download_progress(
 
 
 def _fetch(
-    artifacts: RunArtifacts, path: str, size: int | None, heartbeat: Heartbeat | None
+    artifacts: ArtifactAccess, path: str, size: int | None, heartbeat: Heartbeat | None
 ) -> Path:
     """A local file for the artifact; a download reports its bytes while it runs."""
     if heartbeat is None or artifacts.download_dir is None:
@@ -87,7 +87,7 @@ def _fetch(
 
 
 def load_pickle_artifact(
-    artifacts: RunArtifacts,
+    artifacts: ArtifactAccess,
     folder: str,
     expected: str,
     memory: MemoryGuard,
@@ -128,7 +128,7 @@ def load_pickle_artifact(
 
 
 def load_metrics_artifact(
-    artifacts: RunArtifacts,
+    artifacts: ArtifactAccess,
     memory: MemoryGuard,
     heartbeat: Heartbeat | None = None,
 ) -> tuple[Any, str]:
@@ -138,7 +138,7 @@ def load_metrics_artifact(
 
 
 def load_imputation_artifact(
-    artifacts: RunArtifacts,
+    artifacts: ArtifactAccess,
     memory: MemoryGuard,
     heartbeat: Heartbeat | None = None,
 ) -> tuple[Any, str]:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 from mlruns_assets.runtime.errors import TrackingStoreError
+from mlruns_assets.source.run_data import is_file_store
 from mlruns_assets.source.sqlite_copies import _SQLITE_COPIES, SqliteCopy, _remove_at_exit
 from mlruns_assets.source.store_schema import (
     _sqlite_ro_uri,
@@ -56,12 +57,6 @@ from mlruns_assets.source.store_schema import (
     sqlite_schema_revision,
     sqlite_wal_unopened,
 )
-
-
-def is_file_store(uri: str) -> bool:
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
-
 
 _SERVER_SCHEMES = ("postgresql", "mysql", "mssql")
 _READ_ONLY_SQLITE_SCHEME = "mlruns-assets-sqlite"

@@ -12,19 +12,13 @@ import tempfile
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.entities import Metric, Run, ViewType
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
-
-if TYPE_CHECKING:
-    # SQLAlchemy, alembic and MLflow's SQL store cost ~1.5 s to import: only SQL stores do.
-    pass
 
 from mlruns_assets.runtime.errors import TrackingStoreError
 from mlruns_assets.runtime.settings import (
@@ -35,10 +29,15 @@ from mlruns_assets.runtime.settings import (
 )
 from mlruns_assets.source.read_only_store import (
     StoreAccess,
-    is_file_store,
     normalize_tracking_uri,
     open_store,
     reopen_store,
+)
+from mlruns_assets.source.run_data import (
+    MetricPoints,
+    RunLike,
+    is_file_store,
+    local_artifact_path,
 )
 from mlruns_assets.source.sqlite_copies import _SQLITE_COPIES
 
@@ -53,22 +52,6 @@ def slugify(name: str) -> str:
     if slug[0].isdigit():
         slug = f"e_{slug}"
     return slug
-
-
-@dataclass
-class MetricPoints:
-    """A run's logged metric points as columns (one run's history: bounded by the run)."""
-
-    keys: list[str] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    timestamps_ms: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-    def add(self, key: str, step: int, timestamp_ms: int, value: float) -> None:
-        self.keys.append(key)  # bounded: the logged points of one run
-        self.steps.append(step)  # bounded: likewise
-        self.timestamps_ms.append(timestamp_ms)  # bounded: likewise
-        self.values.append(value)  # bounded: likewise
 
 
 @dataclass(frozen=True)
@@ -249,7 +232,7 @@ class TrackingStore:
                 out[run.info.run_id] = run  # bounded: the runs of one step's partition keys
         return out
 
-    def metric_history(self, run: Run) -> MetricPoints:
+    def metric_history(self, run: RunLike) -> MetricPoints:
         """Every logged point of every metric of the run, in key order."""
         points = MetricPoints()
         for key in sorted(run.data.metrics):
@@ -288,7 +271,7 @@ class TrackingStore:
         return histories
 
     @contextmanager
-    def artifacts(self, run: Run) -> Iterator[RunArtifacts]:
+    def artifacts(self, run: RunLike) -> Iterator[RunArtifacts]:
         """Access to one run's artifacts; downloaded copies are removed on exit."""
         tmp = None if is_file_store(run.info.artifact_uri) else tempfile.mkdtemp(prefix="mlra-")
         try:
@@ -301,7 +284,7 @@ class TrackingStore:
 class RunArtifacts:
     """One run's artifacts. Local stores are read in place; remote ones are downloaded."""
 
-    def __init__(self, client: MlflowClient, run: Run, download_dir: str | None) -> None:
+    def __init__(self, client: MlflowClient, run: RunLike, download_dir: str | None) -> None:
         self.client = client
         self.run = run
         self.download_dir = download_dir
@@ -319,10 +302,9 @@ class RunArtifacts:
 
     def local_path(self, artifact_path: str) -> Path:
         """A local file for the artifact: the stored file itself when the store is local."""
-        uri = f"{self.run.info.artifact_uri.rstrip('/')}/{artifact_path}"
         if self.download_dir is None:
-            parsed = urlparse(uri)
-            return Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+            return local_artifact_path(self.run.info.artifact_uri, artifact_path)
+        uri = f"{self.run.info.artifact_uri.rstrip('/')}/{artifact_path}"
         return Path(
             mlflow.artifacts.download_artifacts(
                 artifact_uri=uri,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
-from mlflow.entities import Run
 
-from mlruns_assets.source.tracking import MetricPoints
+from mlruns_assets.source.run_data import MetricPoints, RunLike
 from mlruns_assets.warehouse.tables import METRIC_HISTORY, RUNS, STRING_MAP, UTC_TS
 
 
@@ -15,7 +14,7 @@ def _ms_to_ts(ms: int | None) -> dt.datetime | None:
     return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
-def runs_table(run: Run, extracted_at: dt.datetime) -> pa.Table:
+def runs_table(run: RunLike, extracted_at: dt.datetime) -> pa.Table:
     """The run's one row in ``runs``."""
     info = run.info
     columns = {

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from mlflow.entities import Run
 
 from mlruns_assets.runtime.errors import ExtractionError
+from mlruns_assets.source.run_data import RunLike
 from mlruns_assets.transform.arrays import dig
 from mlruns_assets.transform.run_names import parse_imputation_run_name
 from mlruns_assets.transform.subjects import anonymize
@@ -102,7 +102,7 @@ def read_split(data: Any, split: str, where: str) -> SplitSignals:
     return SplitSignals(split, codes.astype(str), time, signal)
 
 
-def imputation_methods(run: Run) -> tuple[str | None, str | None]:
+def imputation_methods(run: RunLike) -> tuple[str | None, str | None]:
     """(imputation, outlier method) from the run's params, else from its name; None when
     neither says."""
     by_name = parse_imputation_run_name(run.info.run_name)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from mlflow.entities import Run
 
 from mlruns_assets.runtime.errors import ExtractionError
+from mlruns_assets.source.run_data import RunLike
 from mlruns_assets.transform import stratos
 from mlruns_assets.transform.arrays import dig
 from mlruns_assets.transform.run_names import parse_run_name
@@ -132,7 +132,7 @@ def _frame(spec: TableSpec, run_id: str, columns: Mapping[str, Any]) -> pa.Table
 
 
 def build_stratos_tables(
-    run: Run,
+    run: RunLike,
     metrics: Any,
     where: str,
     subject_map: dict[str, str] | None,

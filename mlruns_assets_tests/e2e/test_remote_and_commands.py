@@ -12,6 +12,11 @@ import numpy as np
 import pytest
 
 from mlruns_assets.demo.store import log_classification_run
+from mlruns_assets.pipeline.extraction_pool import ExtractedRun, ExtractionPool, extracted_in_order
+from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction
+from mlruns_assets.runtime.progress import ExtractionProgress
+from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.source.tracking import TrackingStore
 from mlruns_assets.transform.subjects import load_subject_map
 from mlruns_assets.warehouse.validation import check_database
 from mlruns_assets_tests.support.cli import Extracted, run_cli
@@ -25,10 +30,8 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         yield uri
 
 
-def test_extract_from_a_tracking_server_downloads_and_cleans_up(
-    tracking_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = mlflow.MlflowClient(tracking_server)
+def _log_runs(tracking_uri: str, runs: int = 2) -> list[str]:
+    client = mlflow.MlflowClient(tracking_uri)
     exp = client.create_experiment("Classification")
     rng = np.random.default_rng(3)
     y = np.array([0, 1] * 15)
@@ -38,9 +41,45 @@ def test_extract_from_a_tracking_server_downloads_and_cleans_up(
         log_classification_run(
             client, exp, f"CATBOOST_eval-auc__simple1.0__SAITS__m{i}", codes, y, p
         )
-        for i in range(2)
+        for i in range(runs)
     ]
     assert client.get_run(run_ids[0]).info.artifact_uri.startswith("mlflow-artifacts:")
+    return run_ids
+
+
+def test_workers_read_remote_artifacts_through_mlflow(tracking_server: str) -> None:
+    """A worker that meets a run with remote artifacts opens the store through MLflow (the
+    local-file path, without MLflow, is in test_extraction_pool) and gives the same tables."""
+    run_ids = _log_runs(tracking_server)
+    store = TrackingStore(tracking_server)
+    (experiment,) = store.experiments(["Classification"])
+    settings = ExtractionSettings(kind=Kind.CLASSIFICATION)
+    progress = ExtractionProgress(total=len(run_ids), emit=lambda _line: None)
+
+    def extracted(pool: ExtractionPool | None) -> list[ExtractedRun]:
+        return list(
+            extracted_in_order(store, experiment, run_ids, settings, progress, pool, lambda: False)
+        )
+
+    pool = ExtractionPool(store.client.tracking_uri, workers=2)
+    try:
+        pool._started.result(timeout=120)
+        pooled, serial = extracted(pool), extracted(None)
+        assert all(i.worker_peak_rss > 0 for i in pooled)  # extracted by the workers
+        for a, b in zip(pooled, serial, strict=True):
+            assert isinstance(a.result, RunExtraction) and isinstance(b.result, RunExtraction)
+            assert {s.name for s in a.result.tables} == {s.name for s in b.result.tables}
+            assert a.result.summary == b.result.summary
+        probe = "'mlflow' in __import__('sys').modules"
+        assert True in [pool._executor.submit(eval, probe).result(timeout=60) for _ in range(4)]
+    finally:
+        pool.shutdown()
+
+
+def test_extract_from_a_tracking_server_downloads_and_cleans_up(
+    tracking_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _log_runs(tracking_server)
     downloads = tmp_path / "tmp"
     downloads.mkdir()
     monkeypatch.setenv("TMPDIR", str(downloads))  # where per-partition downloads go

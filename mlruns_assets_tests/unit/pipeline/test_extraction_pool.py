@@ -3,8 +3,11 @@ same as in one process, and a worker that dies fails only the runs it held."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from mlruns_assets.pipeline.extraction_pool import (
     ExtractedRun,
     ExtractionPool,
     extracted_in_order,
+    shared_pool,
 )
 from mlruns_assets.pipeline.partition_loop import (
     PartitionCommitted,
@@ -70,7 +74,13 @@ def _comparable(item: ExtractedRun) -> object:
 
 
 def _wait_ready(pool: ExtractionPool) -> None:
-    pool._started.result(timeout=120)  # the fork server imports MLflow once: seconds
+    pool._started.result(timeout=120)
+
+
+# Evaluated in a worker process: which of the heavy libraries it has imported.
+HEAVY_IMPORTS = (
+    "sorted({m.split('.')[0] for m in __import__('sys').modules} & {'mlflow', 'dagster'})"
+)
 
 
 def test_workers_give_the_same_results_failures_and_order_as_one_process(
@@ -162,3 +172,94 @@ def test_a_killed_worker_fails_the_runs_it_held_and_the_rest_go_on(
     assert died and all("worker process died" in str(i.result) for i in died)
     # Those handed out after the pool broke were extracted in this process.
     assert not isinstance(results[-1].result, Exception)
+
+
+def test_workers_read_local_runs_without_importing_mlflow_or_dagster(
+    bad_store_extracted: Extracted[BadDemoStore], tmp_path: Path
+) -> None:
+    store, experiment, settings, keys = _setup(bad_store_extracted.store)
+    pool = ExtractionPool(store.client.tracking_uri, workers=2)
+    try:
+        _wait_ready(pool)
+        progress = ExtractionProgress(total=len(keys), emit=lambda _line: None)
+        good = [k for k in keys if k in bad_store_extracted.store.good_run_ids]
+        pooled = list(
+            extracted_in_order(store, experiment, good, settings, progress, pool, lambda: False)
+        )
+        assert all(i.worker_peak_rss > 0 for i in pooled)  # extracted by the workers
+        probes = [pool._executor.submit(eval, HEAVY_IMPORTS) for _ in range(2 * pool.workers)]
+        assert [p.result(timeout=60) for p in probes] == [[]] * len(probes)
+    finally:
+        pool.shutdown()
+
+
+def test_a_daemonic_process_extracts_in_its_own_thread(
+    bad_store_extracted: Extracted[BadDemoStore],
+) -> None:
+    """A Celery pool process is daemonic and may not start children: no pool, no failure."""
+    store, _experiment, _settings, _keys = _setup(bad_store_extracted.store)
+    context = multiprocessing.get_context("fork")
+    answers = context.SimpleQueue()
+
+    def ask() -> None:
+        try:
+            pool = shared_pool(store, Kind.CLASSIFICATION, workers=2, partitions=1000)
+            answers.put(repr(pool))
+        except BaseException as exc:
+            answers.put(repr(exc))
+
+    child = context.Process(target=ask, daemon=True)
+    child.start()
+    child.join(timeout=60)
+    assert answers.get() == "None"
+
+
+# A spawned child (as Dagster's code server starts a run) that starts workers and returns
+# without stopping them; the parent then lists the worker processes still alive.
+FORGETFUL_CHILD = """
+import multiprocessing, sys
+import psutil
+
+
+def start_and_return(uri, answers):
+    from mlruns_assets.pipeline.extraction_pool import shared_pool
+    from mlruns_assets.runtime.settings import Kind
+    from mlruns_assets.source.tracking import TrackingStore
+
+    pool = shared_pool(TrackingStore(uri), Kind.CLASSIFICATION, workers=2, partitions=1000)
+    pool._started.result(timeout=120)
+    answers.put(sorted(pool._executor._processes))
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    answers = context.SimpleQueue()
+    child = context.Process(target=start_and_return, args=(sys.argv[1], answers))
+    child.start()
+    child.join(timeout=60)
+    exitcode = child.exitcode  # None: still alive
+    workers = answers.get()
+    alive = [p for p in workers if psutil.pid_exists(p)]
+    for pid in [child.pid, *alive] if exitcode is None else []:
+        psutil.Process(pid).kill()
+    print(exitcode, len(workers), alive)
+"""
+
+
+def test_a_process_that_started_workers_and_forgot_them_still_exits(
+    bad_store_extracted: Extracted[BadDemoStore], tmp_path: Path
+) -> None:
+    """A Dagster run started by the code server is a multiprocessing child, whose exit joins
+    every child process first: idle workers left running would keep it alive for ever."""
+    script = tmp_path / "forgetful.py"
+    script.write_text(FORGETFUL_CHILD)
+    done = subprocess.run(
+        [sys.executable, str(script), bad_store_extracted.store.tracking_uri],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    exitcode, started, alive = done.stdout.split("\n")[0].split(" ", 2)
+    assert (exitcode, alive) == ("0", "[]") and int(started) >= 1, done.stderr[-2000:]

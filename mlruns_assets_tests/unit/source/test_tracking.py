@@ -1,8 +1,9 @@
-"""Experiment slugs, run eligibility, refusing missing stores, and metric histories read in
-bulk."""
+"""Experiment slugs, run eligibility, refusing missing stores, metric histories read in bulk,
+and a worker's plain run record and local artifact reads against MLflow's."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import mlflow
@@ -11,12 +12,16 @@ import pytest
 from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.errors import TrackingStoreError
 from mlruns_assets.source.read_only_store import normalize_tracking_uri
+from mlruns_assets.source.run_data import LocalRunReader, RunRecord
 from mlruns_assets.source.tracking import (
     TrackingStore,
     exclusion_reason,
     slugify,
     unique_slugs,
 )
+from mlruns_assets.transform.run_record import runs_table
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
@@ -118,3 +123,25 @@ def test_bulk_metric_histories_equal_the_per_run_reads(tmp_path: Path, backend: 
     for run in runs:
         assert repr(bulk[run.info.run_id]) == repr(store.metric_history(run))
     assert "another" in bulk[runs[0].info.run_id].keys
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "file"])
+def test_a_workers_plain_run_and_local_artifacts_read_what_mlflow_reads(
+    tmp_path: Path, backend: str
+) -> None:
+    demo = write_demo_store(
+        tmp_path / "store", backend=backend, runs=2, bootstraps=5, imputation_runs=0
+    )
+    store = TrackingStore(demo.tracking_uri)
+    (experiment,) = store.experiments(["Classification"])
+    for run in store.iter_runs(experiment.experiment_id):
+        record = RunRecord.of(run)
+        assert record.info.run_name == run.info.run_name
+        assert record.data.params == run.data.params and record.data.tags == run.data.tags
+        assert runs_table(record, NOW).equals(runs_table(run, NOW))
+        with store.artifacts(run) as through_mlflow, LocalRunReader().artifacts(record) as local:
+            for folder in ("metrics", "no_such_folder", "metrics/metrics_x.pickle"):
+                assert local.list(folder) == through_mlflow.list(folder), folder
+            (path, _size), *_ = local.list("metrics")
+            assert local.local_path(path) == through_mlflow.local_path(path)
+            assert local.local_path(path).is_file()
