@@ -215,7 +215,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1981)
     parser.add_argument("--scaling", default="10", help="comma-separated run counts for (c)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/signals.json"))
-    parser.add_argument("--workdir", type=Path, help="keep the stores here (default: temporary)")
+    parser.add_argument(
+        "--workdir", type=Path, help="write the stores here, emptied first (default: temporary)"
+    )
     parser.add_argument("--worker", choices=["row_by_row", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -226,6 +228,9 @@ def main() -> None:
         {"row_by_row": worker_row_by_row, "floor": worker_floor}[args.worker](args)
         return
     work = args.workdir or Path(tempfile.mkdtemp(prefix="signals-bench-"))
+    if args.workdir is not None:  # every variant on a fresh store and fresh databases
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
     try:
         report = run_benchmark(args, work.resolve())
     finally:
