@@ -257,12 +257,15 @@ def run_backfill(
             spans = [(r.start_time, r.end_time) for r in runs if r.start_time and r.end_time]
             # Per run, seconds after the launch: queued by the backfill daemon, started, ended.
             timeline = sorted(
-                [
-                    round(r.create_timestamp.timestamp() - launched_epoch, 1),
-                    round(r.start_time - launched_epoch, 1) if r.start_time else None,
-                    round(r.end_time - launched_epoch, 1) if r.end_time else None,
-                ]
-                for r in runs
+                (
+                    [
+                        round(r.create_timestamp.timestamp() - launched_epoch, 1),
+                        round(r.start_time - launched_epoch, 1) if r.start_time else None,
+                        round(r.end_time - launched_epoch, 1) if r.end_time else None,
+                    ]
+                    for r in runs
+                ),
+                key=lambda times: times[0],  # a run never started has no start time
             )
             statuses = sorted({r.dagster_run.status.value for r in runs})
     finally:

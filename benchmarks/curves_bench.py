@@ -35,9 +35,9 @@ from store import write_benchmark_store
 from mlruns_assets.cli.extract import run_extract
 from mlruns_assets.cli.figures_refresh import refresh_leaderboards, render_stale_curves
 from mlruns_assets.defs.project import build_definitions
-from mlruns_assets.figures.curve_data import read_run_curves
+from mlruns_assets.figures.curve_data import CURVES, read_run_curves
 from mlruns_assets.figures.markdown import image_markdown
-from mlruns_assets.figures.plots import CURVES, render_curves
+from mlruns_assets.figures.plots import render_curves
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.source.tracking import TrackingStore

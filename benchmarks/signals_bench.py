@@ -44,6 +44,8 @@ from mlruns_assets.source.artifacts import load_imputation_artifact
 from mlruns_assets.source.tracking import TrackingStore
 
 MB = 1e6
+# What a run writes into --workdir (removed before the next run there).
+WRITTEN = ("store", "store_*", "tiny", "*.duckdb", "*.duckdb.wal", "*.dagster")
 CLI = str(Path(sys.executable).parent / "mlruns-assets")  # the installed console script
 TABLE_DDL = """CREATE TABLE IF NOT EXISTS preprocessed_signals (
   run_id VARCHAR NOT NULL, imputation_method VARCHAR, outlier_method VARCHAR,
@@ -216,7 +218,9 @@ def main() -> None:
     parser.add_argument("--scaling", default="10", help="comma-separated run counts for (c)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/signals.json"))
     parser.add_argument(
-        "--workdir", type=Path, help="write the stores here, emptied first (default: temporary)"
+        "--workdir",
+        type=Path,
+        help="write the stores here, replacing what an earlier run wrote (default: temporary)",
     )
     parser.add_argument("--worker", choices=["row_by_row", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
@@ -229,8 +233,13 @@ def main() -> None:
         return
     work = args.workdir or Path(tempfile.mkdtemp(prefix="signals-bench-"))
     if args.workdir is not None:  # every variant on a fresh store and fresh databases
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        work.mkdir(parents=True, exist_ok=True)
+        for written in WRITTEN:  # what an earlier run wrote there, nothing else
+            for path in work.glob(written):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
     try:
         report = run_benchmark(args, work.resolve())
     finally:

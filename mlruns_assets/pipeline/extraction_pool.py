@@ -44,12 +44,17 @@ from mlruns_assets.source.tracking import ExperimentRef, TrackingStore
 class ExtractionPool:
     """``workers`` processes extracting runs of one tracking store."""
 
-    def __init__(self, client_uri: str, workers: int) -> None:
+    def __init__(self, client_uri: str, workers: int, *, with_mlflow: bool = False) -> None:
+        """``with_mlflow``: the workers will read through MLflow (a store whose metric
+        histories the parent cannot read in bulk), so the fork server imports it once."""
         self.client_uri, self.workers = client_uri, workers
         context = multiprocessing.get_context("forkserver")
         # Forking the step's process is unsafe (Dagster's threads); the fork server is a fresh
         # interpreter that imports what a worker needs once.
-        context.set_forkserver_preload([extraction_worker.__name__])
+        preload = [extraction_worker.__name__]
+        context.set_forkserver_preload(
+            [*preload, "mlruns_assets.source.tracking"] if with_mlflow else preload
+        )
         self._executor = ProcessPoolExecutor(
             workers,
             mp_context=context,
@@ -60,6 +65,12 @@ class ExtractionPool:
         # rather than wait.
         self._started = self._executor.submit(os.getpid)
         self.command_wide = False  # started for a whole command (``start_shared_pool``)
+        # Not atexit: a multiprocessing child (Dagster's code server starts runs as such)
+        # exits through multiprocessing's exit function, which joins every child process,
+        # idle workers included, before atexit handlers run: it would wait for ever.
+        # Finalizers of priority >= 0 run before that join, and at a normal exit too; one is
+        # registered per pool, as a child process starts with an empty registry.
+        self._at_exit = multiprocessing.util.Finalize(self, self.shutdown, exitpriority=10)
 
     @property
     def ready(self) -> bool:
@@ -82,6 +93,7 @@ class ExtractionPool:
     def shutdown(self) -> None:
         """Stop the workers: idle ones exit at once; one that does not within 5 s is killed.
         (``shutdown(wait=True)`` can hang on a pool whose worker was killed.)"""
+        self._at_exit.cancel()
         processes = list((self._executor._processes or {}).values())
         self._executor.shutdown(wait=False, cancel_futures=True)
         for process in processes:
@@ -118,7 +130,7 @@ def shared_pool(
             return None
         if _shared is not None:
             _shared.shutdown()
-        _shared = ExtractionPool(uri, workers)
+        _shared = ExtractionPool(uri, workers, with_mlflow=not store.reads_histories_in_bulk)
         return _shared
 
 
@@ -130,7 +142,9 @@ def start_shared_pool(store: TrackingStore, workers: int, partitions: int) -> Ex
         return None
     with _shared_lock:
         if _shared is None:
-            _shared = ExtractionPool(store.client.tracking_uri, workers)
+            _shared = ExtractionPool(
+                store.client.tracking_uri, workers, with_mlflow=not store.reads_histories_in_bulk
+            )
             _shared.command_wide = True
         return _shared
 
@@ -152,20 +166,16 @@ def step_pool(
     """``shared_pool`` for one step: workers the step started stop when it ends (a Dagster
     run's process would otherwise keep them until it exits); the command's pool is left to
     the command (``start_shared_pool``)."""
-    command_pool = _shared if _shared is not None and _shared.command_wide else None
     pool = shared_pool(store, kind, workers, partitions)
     try:
         yield pool
     finally:
-        if pool is not None and pool is not command_pool:
-            shutdown_shared_pool()
+        global _shared
+        with _shared_lock:  # steps of one process run one at a time (in-process executor)
+            if pool is not None and pool is _shared and not pool.command_wide:
+                pool.shutdown()
+                _shared = None
 
-
-# Not atexit: a multiprocessing child (Dagster's code server starts runs as such) exits
-# through multiprocessing's own exit function, which joins every child process, idle pool
-# workers included, before the atexit handlers run: it would wait forever. Finalizers of
-# priority >= 0 run before that join, and at a normal interpreter exit too.
-multiprocessing.util.Finalize(None, shutdown_shared_pool, exitpriority=10)
 
 # Runs whose metric histories are read in one query: few enough that a window of long
 # histories stays small, many enough that the per-query cost is shared.

@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 
 @dataclass
@@ -143,16 +144,31 @@ def is_file_store(uri: str) -> bool:
     return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
+def local_artifact_root(artifact_uri: str) -> Path:
+    """The folder of a local artifact URI, converted as MLflow converts it
+    (``mlflow.utils.file_utils.local_file_uri_to_path``: the standard library's
+    ``url2pathname``, a Windows UNC host kept)."""
+    path = artifact_uri
+    if artifact_uri.startswith("file:"):
+        parsed = urlparse(artifact_uri)
+        path = parsed.path
+        if os.name == "nt" and parsed.netloc:
+            return Path(url2pathname(rf"\\{parsed.netloc}{path}"))
+    return Path(url2pathname(path))
+
+
 def local_artifact_path(artifact_uri: str, artifact_path: str) -> Path:
     """The local file of an artifact of a run whose artifact URI is local."""
-    uri = f"{artifact_uri.rstrip('/')}/{artifact_path}"
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+    return local_artifact_root(artifact_uri) / artifact_path
+
+
+# MLflow's local repository hides files it is still writing (``local_artifact_repo.py``).
+UPLOADING_PREFIX = ".artifact.uploading."
 
 
 class LocalRunArtifacts:
-    """One run's artifacts in a local folder, read in place (``RunArtifacts`` reads the same
-    files through MLflow's artifact repository)."""
+    """One run's artifacts in a local folder, read in place and listed as MLflow's local
+    artifact repository lists them (``RunArtifacts`` reads the same files through it)."""
 
     download_dir: str | None = None  # nothing is downloaded
 
@@ -160,16 +176,28 @@ class LocalRunArtifacts:
         self.run = run
 
     def list(self, folder: str) -> list[tuple[str, int | None]]:
-        """(artifact path, size in bytes) of the files directly inside ``folder``, in path
-        order; none when the folder does not exist (as MLflow's local repository lists)."""
+        """(artifact path, size in bytes) of what is directly inside ``folder`` and is not a
+        folder (a FIFO or a dangling link too: reading it then names the problem), in path
+        order; nothing when the folder does not exist."""
         try:
             entries = list(os.scandir(local_artifact_path(self.run.info.artifact_uri, folder)))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted((f"{folder}/{e.name}", e.stat().st_size) for e in entries if e.is_file())
+        return sorted(
+            (f"{folder}/{e.name}", _size(e))
+            for e in entries
+            if not e.is_dir() and not e.name.startswith(UPLOADING_PREFIX)
+        )
 
     def local_path(self, artifact_path: str) -> Path:
         return local_artifact_path(self.run.info.artifact_uri, artifact_path)
+
+
+def _size(entry: os.DirEntry[str]) -> int | None:
+    try:
+        return entry.stat().st_size
+    except OSError:  # a dangling link: listed, and reading it names the cause
+        return None
 
 
 class LocalRunReader:

@@ -240,16 +240,22 @@ class TrackingStore:
                 points.add(key, m.step, m.timestamp, m.value)
         return points
 
+    @property
+    def reads_histories_in_bulk(self) -> bool:
+        """Whether ``metric_histories`` reads several runs at once (an SQL store)."""
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        return isinstance(self.client._tracking_client.store, SqlAlchemyStore)
+
     def metric_histories(self, runs: Sequence[Run]) -> dict[str, MetricPoints] | None:
         """The metric histories of several runs in one query, when the store is an SQL
         database read through MLflow's own SQL store and models; None for other stores (file
         stores, servers: ``metric_history`` per run). ``metric_history`` makes one query per
         run and metric key; both give the same points in the same order."""
         from mlflow.store.tracking.dbmodels.models import SqlMetric
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
         store = self.client._tracking_client.store
-        if not isinstance(store, SqlAlchemyStore) or not runs:
+        if not self.reads_histories_in_bulk or not runs:
             return None
         by_run: dict[str, dict[str, list[Metric]]] = {r.info.run_id: {} for r in runs}
         with store.ManagedSessionMaker() as session:

@@ -15,7 +15,7 @@ from mlruns_assets.defs.curves import CURVES_METADATA_KEY, curves_key
 from mlruns_assets.defs.figures import FIGURES_SENSOR, build_figures
 from mlruns_assets.defs.leaderboard import leaderboard_key
 from mlruns_assets.defs.partitions import partitions_def_name, run_partitions
-from mlruns_assets.figures.plots import CURVES
+from mlruns_assets.figures.curve_data import CURVES
 from mlruns_assets.source.tracking import ExperimentRef
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
 from mlruns_assets_tests.support.stratos_db import SCHEMA, STANDARD_RUNS, database_with_runs

@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from matplotlib.image import imread
 
-from mlruns_assets.figures.curve_data import RunCurves, read_run_curves
+from mlruns_assets.figures.curve_data import CURVES, RunCurves, read_run_curves
 from mlruns_assets.figures.markdown import image_markdown
-from mlruns_assets.figures.plots import CURVES, DPI, SIZE_INCHES, render_curves
+from mlruns_assets.figures.plots import DPI, SIZE_INCHES, render_curves
 from mlruns_assets_tests.support.stratos_db import SCHEMA, STANDARD_RUNS, database_with_runs
 
 METADATA_BUDGET_BYTES = 150_000

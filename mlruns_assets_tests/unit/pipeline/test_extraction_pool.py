@@ -14,11 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from mlruns_assets.pipeline import extraction_pool
 from mlruns_assets.pipeline.extraction_pool import (
     ExtractedRun,
     ExtractionPool,
     extracted_in_order,
     shared_pool,
+    shutdown_shared_pool,
+    start_shared_pool,
+    step_pool,
 )
 from mlruns_assets.pipeline.partition_loop import (
     PartitionCommitted,
@@ -175,7 +179,7 @@ def test_a_killed_worker_fails_the_runs_it_held_and_the_rest_go_on(
 
 
 def test_workers_read_local_runs_without_importing_mlflow_or_dagster(
-    bad_store_extracted: Extracted[BadDemoStore], tmp_path: Path
+    bad_store_extracted: Extracted[BadDemoStore],
 ) -> None:
     store, experiment, settings, keys = _setup(bad_store_extracted.store)
     pool = ExtractionPool(store.client.tracking_uri, workers=2)
@@ -199,7 +203,7 @@ def test_a_daemonic_process_extracts_in_its_own_thread(
     """A Celery pool process is daemonic and may not start children: no pool, no failure."""
     store, _experiment, _settings, _keys = _setup(bad_store_extracted.store)
     context = multiprocessing.get_context("fork")
-    answers = context.SimpleQueue()
+    answers = context.Queue()
 
     def ask() -> None:
         try:
@@ -211,7 +215,7 @@ def test_a_daemonic_process_extracts_in_its_own_thread(
     child = context.Process(target=ask, daemon=True)
     child.start()
     child.join(timeout=60)
-    assert answers.get() == "None"
+    assert answers.get(timeout=10) == "None"
 
 
 # A spawned child (as Dagster's code server starts a run) that starts workers and returns
@@ -263,3 +267,19 @@ def test_a_process_that_started_workers_and_forgot_them_still_exits(
     assert done.returncode == 0, done.stderr[-2000:]
     exitcode, started, alive = done.stdout.split("\n")[0].split(" ", 2)
     assert (exitcode, alive) == ("0", "[]") and int(started) >= 1, done.stderr[-2000:]
+
+
+def test_a_step_stops_the_workers_it_started_and_leaves_the_commands(
+    bad_store_extracted: Extracted[BadDemoStore],
+) -> None:
+    store, _experiment, _settings, _keys = _setup(bad_store_extracted.store)
+    try:
+        with step_pool(store, Kind.CLASSIFICATION, 2, 1000) as own:
+            assert own is not None and extraction_pool._shared is own
+        assert extraction_pool._shared is None and own._executor._shutdown_thread
+        command = start_shared_pool(store, workers=2, partitions=1000)
+        with step_pool(store, Kind.CLASSIFICATION, 2, 1000) as used:
+            assert used is command
+        assert extraction_pool._shared is command and not command._executor._shutdown_thread
+    finally:
+        shutdown_shared_pool()

@@ -4,10 +4,12 @@ and a worker's plain run record and local artifact reads against MLflow's."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
 from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.errors import TrackingStoreError
@@ -139,9 +141,17 @@ def test_a_workers_plain_run_and_local_artifacts_read_what_mlflow_reads(
         assert record.info.run_name == run.info.run_name
         assert record.data.params == run.data.params and record.data.tags == run.data.tags
         assert runs_table(record, NOW).equals(runs_table(run, NOW))
+        repository = LocalArtifactRepository(run.info.artifact_uri)
+        metrics = Path(repository.artifact_dir) / "metrics"
+        # What else a folder may hold: a FIFO (read, it names the problem), a file MLflow is
+        # still writing (hidden), a subfolder (not a file).
+        os.mkfifo(metrics / "metrics_fifo.pickle")
+        (metrics / ".artifact.uploading.metrics_y.pickle").write_bytes(b"")
+        (metrics / "sub").mkdir()
         with store.artifacts(run) as through_mlflow, LocalRunReader().artifacts(record) as local:
             for folder in ("metrics", "no_such_folder", "metrics/metrics_x.pickle"):
                 assert local.list(folder) == through_mlflow.list(folder), folder
-            (path, _size), *_ = local.list("metrics")
-            assert local.local_path(path) == through_mlflow.local_path(path)
-            assert local.local_path(path).is_file()
+            listed = [p for p, _ in local.list("metrics")]
+            assert "metrics/metrics_fifo.pickle" in listed and len(listed) == 2
+            for path in listed:
+                assert str(local.local_path(path)) == repository.get_local_path(path)
