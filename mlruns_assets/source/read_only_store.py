@@ -54,6 +54,7 @@ from mlruns_assets.source.store_schema import (
     schema_mismatch_message,
     schema_relation,
     sqlite_has_default_experiment,
+    sqlite_header,
     sqlite_schema_revision,
     sqlite_wal_unopened,
 )
@@ -81,6 +82,11 @@ def normalize_tracking_uri(uri: str) -> str:
     parsed = urlparse(uri)
     if is_file_store(uri):
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri).expanduser()
+        if path.is_file() and sqlite_header(path).startswith(b"SQLite format 3\x00"):
+            raise TrackingStoreError(
+                f"tracking store {uri} is an SQLite file, not an mlruns folder: "
+                f"pass it as sqlite:///{path.resolve()}"
+            )
         if not path.is_dir():
             raise TrackingStoreError(f"tracking store {uri} is not an existing mlruns folder")
         check_file_store(path)

@@ -80,6 +80,18 @@ def test_missing_stores_are_refused_not_created(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_sqlite_store_given_as_a_path_is_refused_with_its_uri(tmp_path: Path) -> None:
+    demo = write_demo_store(tmp_path / "store", runs=1, bootstraps=5, imputation_runs=0)
+    database = demo.tracking_uri.removeprefix("sqlite:///")
+    for given in (database, f"file://{database}"):
+        with pytest.raises(TrackingStoreError) as refused:
+            normalize_tracking_uri(given)
+        assert str(refused.value).endswith(
+            f"an SQLite file, not an mlruns folder: pass it as sqlite:///{Path(database).resolve()}"
+        )
+        assert normalize_tracking_uri(f"sqlite:///{Path(database).resolve()}")
+
+
 def test_colliding_slugs_keep_the_oldest_plain_and_suffix_the_others() -> None:
     slugs = unique_slugs(
         [
