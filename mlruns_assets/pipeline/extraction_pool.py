@@ -72,6 +72,14 @@ class ExtractionPool:
         # registered per pool, as a child process starts with an empty registry.
         self._at_exit = multiprocessing.util.Finalize(self, self.shutdown, exitpriority=10)
 
+    @classmethod
+    def for_store(cls, store: TrackingStore, workers: int) -> ExtractionPool:
+        """A pool for ``store``'s runs; its workers import MLflow up front only when they will
+        read each run's metric history themselves."""
+        return cls(
+            store.client.tracking_uri, workers, with_mlflow=not store.reads_histories_in_bulk
+        )
+
     @property
     def ready(self) -> bool:
         return self._started.done() and self._started.exception() is None
@@ -130,7 +138,7 @@ def shared_pool(
             return None
         if _shared is not None:
             _shared.shutdown()
-        _shared = ExtractionPool(uri, workers, with_mlflow=not store.reads_histories_in_bulk)
+        _shared = ExtractionPool.for_store(store, workers)
         return _shared
 
 
@@ -142,19 +150,17 @@ def start_shared_pool(store: TrackingStore, workers: int, partitions: int) -> Ex
         return None
     with _shared_lock:
         if _shared is None:
-            _shared = ExtractionPool(
-                store.client.tracking_uri, workers, with_mlflow=not store.reads_histories_in_bulk
-            )
+            _shared = ExtractionPool.for_store(store, workers)
             _shared.command_wide = True
         return _shared
 
 
-def shutdown_shared_pool() -> None:
+def shutdown_shared_pool(only: ExtractionPool | None = None) -> None:
     """Stop the workers (at the end of a command or of a step that started them; at exit
-    otherwise)."""
+    otherwise); with ``only``, just when they are that pool's."""
     global _shared
     with _shared_lock:
-        if _shared is not None:
+        if _shared is not None and (only is None or _shared is only):
             _shared.shutdown()
             _shared = None
 
@@ -170,11 +176,8 @@ def step_pool(
     try:
         yield pool
     finally:
-        global _shared
-        with _shared_lock:  # steps of one process run one at a time (in-process executor)
-            if pool is not None and pool is _shared and not pool.command_wide:
-                pool.shutdown()
-                _shared = None
+        if pool is not None and not pool.command_wide:
+            shutdown_shared_pool(only=pool)
 
 
 # Runs whose metric histories are read in one query: few enough that a window of long

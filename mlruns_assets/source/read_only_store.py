@@ -51,10 +51,10 @@ from mlruns_assets.source.store_schema import (
     _sqlite_ro_uri,
     check_server_store,
     installed_schema_head,
+    is_sqlite_file,
     schema_mismatch_message,
     schema_relation,
     sqlite_has_default_experiment,
-    sqlite_header,
     sqlite_schema_revision,
     sqlite_wal_unopened,
 )
@@ -82,7 +82,7 @@ def normalize_tracking_uri(uri: str) -> str:
     parsed = urlparse(uri)
     if is_file_store(uri):
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri).expanduser()
-        if path.is_file() and sqlite_header(path).startswith(b"SQLite format 3\x00"):
+        if path.is_file() and is_sqlite_file(path):
             raise TrackingStoreError(
                 f"tracking store {uri} is an SQLite file, not an mlruns folder: "
                 f"pass it as sqlite:///{path.resolve()}"

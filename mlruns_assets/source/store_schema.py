@@ -88,6 +88,11 @@ def sqlite_header(path: Path) -> bytes:
         return fh.read(100)
 
 
+def is_sqlite_file(path: Path) -> bool:
+    """Whether the file starts with SQLite's header string."""
+    return sqlite_header(path).startswith(b"SQLite format 3\x00")
+
+
 def sqlite_is_wal(path: Path) -> bool:
     """Whether the database is in WAL mode (header bytes 18-19 are 2)."""
     header = sqlite_header(path)
@@ -122,7 +127,7 @@ def sqlite_schema_revision(path: Path) -> str:
     header = sqlite_header(path)
     if not header:
         raise TrackingStoreError(f"tracking store {path} is an empty file, not an MLflow store")
-    if not header.startswith(b"SQLite format 3\x00"):
+    if not is_sqlite_file(path):
         raise TrackingStoreError(f"tracking store {path} is not an SQLite database")
     try:
         rows = _sqlite_rows(path, "SELECT version_num FROM alembic_version")
