@@ -187,7 +187,7 @@ def test_helm_values_agree_with_the_k8s_instance(tmp_path: Path) -> None:
 def test_extraction_steps_take_the_pool_the_configs_limit() -> None:
     """With granularity "run" a run waits in the queue while the extraction pool is full."""
     asset = build_extraction_asset(
-        ExperimentRef("1", "Classification"), settings_fingerprint(Kind.CLASSIFICATION, None)
+        ExperimentRef("1", "Classification"), settings_fingerprint(Kind.CLASSIFICATION, None), 50
     )
     assert asset.op.pool == EXTRACTION_POOL
 

@@ -27,7 +27,6 @@ from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.cli.progress_bar import ProgressBar
 from mlruns_assets.defs.leaderboard import leaderboard_job_name
 from mlruns_assets.defs.partitions import (
-    MAX_PARTITIONS_PER_RUN,
     extraction_job_name,
     range_tags,
 )
@@ -106,7 +105,6 @@ def run_extract(
     dagster_home: Path | None = None,
     *,
     write: Callable[[str], object] | None = None,
-    chunk: int = MAX_PARTITIONS_PER_RUN,
     full_refresh: bool = False,
     dry_run: bool = False,
 ) -> ExtractSummary:
@@ -139,7 +137,6 @@ def run_extract(
             database_id=database_id,
             full_refresh=full_refresh,
             dry_run=dry_run,
-            chunk=chunk,
         )
         if not dry_run:
             total = sum(len(r) for item in work for r in item.ranges)

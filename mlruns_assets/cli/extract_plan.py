@@ -112,7 +112,6 @@ def plan_work(
     database_id: str | None,
     full_refresh: bool,
     dry_run: bool,
-    chunk: int,
 ) -> list[ExperimentWork]:
     """Discover each experiment's runs, remove those gone from MLflow, and decide for every
     partition whether its status still vouches for its rows (``pipeline.checkpoint``). Unless
@@ -155,7 +154,7 @@ def plan_work(
             forget_partitions(instance, experiment, kind, gone)
             changed = [s.key for s in states if s.reason == RUN_CHANGED]
             report_changed_versions(instance, experiment, {k: plan.versions[k] for k in changed})
-        ranges = contiguous_ranges(ordered, set(todo), chunk)
+        ranges = contiguous_ranges(ordered, set(todo), config.partitions_per_run)
         work.append(ExperimentWork(experiment, kind, ranges))
     return work
 

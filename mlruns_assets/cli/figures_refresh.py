@@ -17,10 +17,9 @@ from pathlib import Path
 import dagster as dg
 
 from mlruns_assets.cli.extract_plan import QUIET_LOGGERS
-from mlruns_assets.defs.curves import curves_job_name, curves_key
+from mlruns_assets.defs.curves import CURVES_PER_RUN, curves_job_name, curves_key
 from mlruns_assets.defs.leaderboard import leaderboard_job_name
 from mlruns_assets.defs.partitions import (
-    MAX_PARTITIONS_PER_RUN,
     contiguous_ranges,
     partitions_def_name,
     range_tags,
@@ -77,7 +76,7 @@ def stale_curves(instance: dg.DagsterInstance, experiment: ExperimentRef) -> lis
     drawn = instance.get_latest_storage_id_by_partition(curves_key(experiment), event)
     wanted = {key for key, storage_id in tables.items() if storage_id > drawn.get(key, -1)}
     ordered = instance.get_dynamic_partitions(partitions_def_name(experiment))
-    return contiguous_ranges(ordered, wanted, MAX_PARTITIONS_PER_RUN)
+    return contiguous_ranges(ordered, wanted, CURVES_PER_RUN)
 
 
 def render_stale_curves(

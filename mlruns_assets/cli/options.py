@@ -88,6 +88,9 @@ def store_options(func: F) -> F:
             "max_memory_gb", "--max-memory-gb", type=click.FloatRange(min=0, min_open=True)
         ),
         setting_option("workers", "--workers", type=click.IntRange(min=1)),
+        setting_option(
+            "partitions_per_run", "--partitions-per-run", type=click.IntRange(min=1), metavar="N"
+        ),
         setting_option("heartbeat_seconds", "--heartbeat-seconds", type=click.FloatRange(min=0)),
         setting_option(
             "hold_connection_seconds", "--hold-connection-seconds", type=click.FloatRange(min=0)

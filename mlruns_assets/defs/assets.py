@@ -15,15 +15,14 @@ from typing import Any
 import dagster as dg
 
 from mlruns_assets.defs.checkpoints import (
+    observe_in_step,
     observed_versions,
     provenance_tags,
-    run_observation,
     source_asset_key,
 )
 from mlruns_assets.defs.checks import evaluate_checks, table_check_specs
 from mlruns_assets.defs.partitions import (
     EXTRACTION_POOL,
-    MAX_PARTITIONS_PER_RUN,
     extraction_job_name,
     run_partitions,
 )
@@ -109,9 +108,9 @@ class CheckpointRecorder:
         version = run_version(done.run)
         current = self.observed.get(done.key)
         if current is None or current.version != version:
-            self.context.log_event(run_observation(self.experiment, done.key, version))
-            recorded = observed_versions(self.context.instance, self.experiment, [done.key])
-            self.observed[done.key] = recorded[done.key]
+            self.observed[done.key] = observe_in_step(
+                self.context, self.experiment, done.key, version
+            )
         # Read once, on the connection the commit used: the id is made with the database.
         self.database_id = self.database_id or writer.with_connection(ensure_database_id)
         record = {
@@ -131,10 +130,11 @@ def _failing_on_low_disk(outcomes: Iterator[PartitionOutcome]) -> Iterator[Parti
 
 
 def build_extraction_asset(
-    experiment: ExperimentRef, fingerprint: SettingsFingerprint
+    experiment: ExperimentRef, fingerprint: SettingsFingerprint, partitions_per_run: int
 ) -> dg.AssetsDefinition:
-    """The multi-asset that extracts one experiment's runs into its DuckDB schema. Its code
-    version is the settings fingerprint: partitions written under other settings show stale."""
+    """The multi-asset that extracts one experiment's runs into its DuckDB schema, a backfill
+    run covering up to ``partitions_per_run`` partitions. Its code version is the settings
+    fingerprint: partitions written under other settings show stale."""
     kind = fingerprint.kind
     slug = experiment.slug
     assets = assets_for_kind(kind)
@@ -160,7 +160,7 @@ def build_extraction_asset(
         ],
         check_specs=table_check_specs(experiment, kind),
         partitions_def=run_partitions(experiment),
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run),
         can_subset=False,
         pool=EXTRACTION_POOL,
     )

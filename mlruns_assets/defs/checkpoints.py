@@ -93,6 +93,18 @@ def observed_versions(
     return found
 
 
+def observe_in_step(
+    context: dg.AssetExecutionContext, experiment: ExperimentRef, key: str, version: str
+) -> Observed:
+    """Record a step's observation of run ``key`` at ``version``; what it recorded. Only the
+    new event's storage id is read back (one query): its version is the one just written."""
+    context.log_event(run_observation(experiment, key, version))
+    latest = context.instance.get_latest_storage_id_by_partition(
+        source_asset_key(experiment), dg.DagsterEventType.ASSET_OBSERVATION, {key}
+    )
+    return Observed(version, latest[key])
+
+
 def run_observation(experiment: ExperimentRef, key: str, version: str) -> dg.AssetObservation:
     """An observation of one run's version (reported by ``extract``, the sensor or a step)."""
     return dg.AssetObservation(

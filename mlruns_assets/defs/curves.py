@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from mlruns_assets.defs.automation import CURVES_CONDITION
-from mlruns_assets.defs.partitions import MAX_PARTITIONS_PER_RUN, run_partitions
+from mlruns_assets.defs.partitions import run_partitions
 from mlruns_assets.figures.curve_data import CURVES, read_run_curves
 from mlruns_assets.figures.markdown import image_markdown
 from mlruns_assets.source.partition_keys import run_id_of
@@ -24,6 +24,9 @@ from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
 
 CURVES_ASSET = "stratos_curves"
 CURVES_METADATA_KEY = "curves"
+# Partitions a curves run draws: 0.2-0.4 s each, so 50 already pay a run's start-up, and a run
+# reading the database this long leaves room for the extraction's writer.
+CURVES_PER_RUN = 50
 
 
 def curves_key(experiment: ExperimentRef) -> dg.AssetKey:
@@ -74,7 +77,7 @@ def build_curves_asset(experiment: ExperimentRef) -> dg.AssetsDefinition:
             )
         ],
         partitions_def=run_partitions(experiment),
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=CURVES_PER_RUN),
         can_subset=False,
     )
     def curves(

@@ -11,9 +11,6 @@ import dagster as dg
 
 from mlruns_assets.source.tracking import ExperimentRef
 
-# How many partitions a backfill run (or a sensor-requested run) materializes. Each partition
-# still commits and is recorded on its own; the range only amortises Dagster's per-run start-up.
-MAX_PARTITIONS_PER_RUN = 50
 # The Dagster concurrency pool of every extraction step: an instance that sets a limit for it
 # (deploy/dagster.yaml: `concurrency.pools`) bounds how many extraction runs write at once,
 # whichever machine runs them; with no limit set (the default instance) it changes nothing.

@@ -45,7 +45,8 @@ def build_definitions(
     subject_map = load_subject_map(settings.subject_map) if settings.subject_map else None
     for experiment in experiments:
         kind = settings.kind_of(experiment.name)
-        asset = build_extraction_asset(experiment, settings_fingerprint(kind, subject_map))
+        fingerprint = settings_fingerprint(kind, subject_map)
+        asset = build_extraction_asset(experiment, fingerprint, settings.partitions_per_run)
         assets.append(build_runs_source(experiment, run_partitions(experiment)))
         job = extraction_job(experiment, asset)
         removal = build_removal_job(experiment, kind)
@@ -53,7 +54,11 @@ def build_definitions(
         if kind == Kind.IMPUTATION and settings.demo_subjects:
             assets.append(build_demo_traces_asset(experiment))
         jobs += [job, removal]
-        sensors.append(build_discovery_sensor(experiment, job, removal))
+        sensors.append(
+            build_discovery_sensor(
+                experiment, job, removal, partitions_per_run=settings.partitions_per_run
+            )
+        )
         partitions_by_job[job.name] = partitions_def_name(experiment)
     figures = build_figures(
         [e for e in experiments if settings.kind_of(e.name) == Kind.CLASSIFICATION],

@@ -7,14 +7,10 @@ from typing import Any
 
 import dagster as dg
 
-from mlruns_assets.defs.partitions import (
-    MAX_PARTITIONS_PER_RUN,
-    partitions_def_name,
-    range_tags,
-    run_partitions,
-)
+from mlruns_assets.defs.partitions import partitions_def_name, range_tags, run_partitions
 from mlruns_assets.defs.removal import removal_job_name, removal_run_config
 from mlruns_assets.defs.resources import MlflowTrackingResource
+from mlruns_assets.runtime.settings import Settings
 from mlruns_assets.source.discovery import plan_discovery
 from mlruns_assets.source.tracking import ExperimentRef
 
@@ -25,6 +21,7 @@ def build_discovery_sensor(
     removal_job: dg.JobDefinition,
     *,
     request_runs: bool = True,
+    partitions_per_run: int = Settings.default("partitions_per_run"),
     batch_size: int = 1000,
     minimum_interval_seconds: int = 60,
 ) -> dg.SensorDefinition:
@@ -80,8 +77,8 @@ def build_discovery_sensor(
                 )
             )
         if request_runs:
-            for start in range(0, len(plan.to_add), MAX_PARTITIONS_PER_RUN):
-                chunk = plan.to_add[start : start + MAX_PARTITIONS_PER_RUN]
+            for start in range(0, len(plan.to_add), partitions_per_run):
+                chunk = plan.to_add[start : start + partitions_per_run]
                 requests.append(
                     dg.RunRequest(
                         job_name=job.name,

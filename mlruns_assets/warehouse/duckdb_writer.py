@@ -440,7 +440,7 @@ class PartitionWriter:
                 time.sleep(delay)
         self.partitions_committed += 1
         # Every commit is a snapshot of the whole catalog, whoever wrote it: the writer whose
-        # commit crosses a multiple of `every` compacts (a step holds at most 50 partitions).
+        # commit crosses a multiple of `every` compacts.
         if every and self.with_connection(ducklake.latest_snapshot) // every != before // every:
             self.compact(report)
         return rows

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlruns_assets.defs.checkpoints import report_changed_versions
+from mlruns_assets.defs.checkpoints import report_changed_versions, source_asset_key
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.settings import Settings
@@ -264,6 +264,17 @@ def test_ui_shows_partitions_stale_after_a_source_or_settings_change(
         ordered = [key_of(instance, "classification_runs", r) for r in demo.good_run_ids]
         versions = {k: run_version(store.client.get_run(run_id_of(k))) for k in ordered}
         changed_key = ordered[0]
+        # Each materialization points at the observation of the run it was extracted from.
+        observed = instance.get_latest_storage_id_by_partition(
+            source_asset_key(experiment), dg.DagsterEventType.ASSET_OBSERVATION
+        )
+        for record in instance.fetch_materializations(
+            dg.AssetKey(["classification", "stratos"]), limit=100
+        ).records:
+            assert record.asset_materialization and record.partition_key
+            tags = record.asset_materialization.tags or {}
+            pointer = tags["dagster/input_event_pointer/classification/mlflow_runs"]
+            assert pointer == str(observed[record.partition_key])
         assert report_changed_versions(instance, experiment, versions) == [changed_key]
 
     keys = ", ".join(f'"{k}"' for k in ordered)

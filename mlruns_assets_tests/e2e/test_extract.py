@@ -12,7 +12,7 @@ import duckdb
 import mlflow
 import pytest
 
-from mlruns_assets.defs.partitions import range_tags
+from mlruns_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG, range_tags
 from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.demo.store import write_demo_store
 from mlruns_assets.runtime.instance import open_instance
@@ -175,13 +175,24 @@ def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: P
         "Classification",
         "--subject-map",
         str(store.subject_map_path),
+        "--partitions-per-run",
+        "3",
     )
     assert result.exit_code == 0, result.output
     assert "materialized 4, skipped 2" in result.output
     assert _query(database, "SELECT count(*) FROM classification.runs") == [(6,)]
     with open_instance(home) as instance:
-        statuses = {r.status for r in instance.get_runs()}
-    assert statuses == {dg.DagsterRunStatus.SUCCESS}
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="classification_extraction_job"))
+        keys = instance.get_dynamic_partitions("classification_runs")
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    # The missing four in runs of at most three, after the partial run's two.
+    covered = [
+        1
+        if PARTITION_TAG in r.tags
+        else keys.index(r.tags[RANGE_END_TAG]) + 1 - keys.index(r.tags[RANGE_START_TAG])
+        for r in runs
+    ]
+    assert sorted(covered) == [1, 2, 3]
     assert _query(
         database, "SELECT count(*), count(DISTINCT run_id) FROM classification.essential_metrics"
     ) == [(6, 6)]
@@ -192,6 +203,7 @@ def test_file_store_extracts_cleanly_and_resumes_after_a_partial_run(tmp_path: P
     [
         (["--experiment", "NoSuchExperiment"], "unknown experiment(s) NoSuchExperiment"),
         (["--db", "/proc/forbidden/results.duckdb"], "is not writable"),
+        (["--partitions-per-run", "0"], "'--partitions-per-run': 0 is not in the range x>=1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

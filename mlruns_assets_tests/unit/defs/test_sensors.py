@@ -202,6 +202,30 @@ def test_definitions_have_one_discovery_sensor_targeting_the_job(store: Store) -
     assert set(sensor.required_resource_keys) == {"mlflow_tracking"}
 
 
+def test_runs_cover_the_configured_number_of_partitions(
+    store: Store, instance: dg.DagsterInstance
+) -> None:
+    """``partitions_per_run`` sizes the sensor's run requests and the backfill's runs alike."""
+    config = store.config(partitions_per_run=2)
+    defs = build_definitions(config)
+    asset = defs.resolve_assets_def(dg.AssetKey(["generic", "runs"]))
+    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=2)
+    first = tick(defs.resolve_sensor_def(SENSOR), instance, config, None)
+    apply(first, instance)
+    extraction = [r for r in first.run_requests if r.job_name == "generic_extraction_job"]
+    assert len(store.runs.finished) == 3
+    assert [len(requested_keys_of(r, instance)) for r in extraction] == [2, 1]
+    assert requested_keys(first, instance, generic_experiment(store.uri)) == store.runs.finished
+
+
+def requested_keys_of(request: dg.RunRequest, instance: dg.DagsterInstance) -> list[str]:
+    if "dagster/partition" in request.tags:
+        return [request.tags["dagster/partition"]]
+    ordered = instance.get_dynamic_partitions(PARTITIONS)
+    start = ordered.index(request.tags["dagster/asset_partition_range_start"])
+    return ordered[start : ordered.index(request.tags["dagster/asset_partition_range_end"]) + 1]
+
+
 def test_discovery_lifecycle(store: Store, instance: dg.DagsterInstance) -> None:
     runs = store.runs
     config = store.config()
@@ -333,7 +357,7 @@ def test_sensor_without_run_requests_still_adds_partitions_in_batches(
 ) -> None:
     config = store.config()
     experiment = generic_experiment(store.uri)
-    asset = build_extraction_asset(experiment, settings_fingerprint(Kind.GENERIC, None))
+    asset = build_extraction_asset(experiment, settings_fingerprint(Kind.GENERIC, None), 50)
     job = extraction_job(experiment, asset)
     removal = build_removal_job(experiment, Kind.GENERIC)
     sensor = build_discovery_sensor(experiment, job, removal, request_runs=False, batch_size=2)

@@ -37,6 +37,7 @@ def test_environment_round_trip_keeps_every_field() -> None:
         demo_subjects=("PLR0001", "G003"),
         private_dir="/p",
         pause_figures=True,
+        partitions_per_run=7,
     )
     env = settings.to_env()
     assert env[env_name("database")] == "/r/results.duckdb"
@@ -50,6 +51,8 @@ def test_malformed_environment_values_name_the_variable() -> None:
         Settings.from_env({**base, env_name("max_memory_gb"): "lots"})
     with pytest.raises(ValueError, match="choose generic, classification, imputation"):
         Settings.from_env({**base, env_name("kinds"): '{"A": "clasification"}'})
+    with pytest.raises(ValueError, match=f"{ENV_PREFIX}PARTITIONS_PER_RUN='0': must be at least 1"):
+        Settings.from_env({**base, env_name("partitions_per_run"): "0"})
 
 
 def test_kinds_inferred_from_names_unless_configured() -> None:
