@@ -96,7 +96,7 @@ def _materialized_in_run(
     for record in records:
         event = record.event_log_entry.dagster_event
         if event is not None and event.asset_key in by_asset and event.partition:
-            by_asset[event.asset_key].add(event.partition)  # bounded: partitions of one run (<= 50)
+            by_asset[event.asset_key].add(event.partition)  # bounded: one run's partitions
     return set.intersection(*by_asset.values()) if by_asset else set()
 
 

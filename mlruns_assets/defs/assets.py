@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 
 from mlruns_assets.defs.checkpoints import (
+    kept_on_resume,
     observe_in_step,
     observed_versions,
     provenance_tags,
@@ -22,6 +23,7 @@ from mlruns_assets.defs.checkpoints import (
 )
 from mlruns_assets.defs.checks import evaluate_checks, table_check_specs
 from mlruns_assets.defs.partitions import (
+    ASSET_RESUME_RETRY_TAG,
     EXTRACTION_POOL,
     extraction_job_name,
     run_partitions,
@@ -122,6 +124,12 @@ class CheckpointRecorder:
         return materializations(self.experiment.slug, assets, done, record, tags)
 
 
+def _resumes_failed_run(run: dg.DagsterRun) -> bool:
+    """A retry from the point of failure (Dagster's run retries, the UI's "Re-execute from
+    failure"), not a re-execution of everything, which extracts every partition again."""
+    return run.is_resume_retry or run.tags.get(ASSET_RESUME_RETRY_TAG) == "true"
+
+
 def _failing_on_low_disk(outcomes: Iterator[PartitionOutcome]) -> Iterator[PartitionOutcome]:
     try:
         yield from outcomes
@@ -183,11 +191,18 @@ def build_extraction_asset(
         settings = extraction_policy.extraction_settings(kind, progress.heartbeat)
         # The rows follow from the settings this step really runs with (its subject map as
         # loaded now), which the definitions' code version shows when nothing has changed.
-        recorder = CheckpointRecorder(
-            context, experiment, settings_fingerprint(kind, settings.subject_map), keys
-        )
-        failures: dict[str, str] = {}  # bounded: one cause per partition of this step
+        fingerprint = settings_fingerprint(kind, settings.subject_map)
         store = mlflow_tracking.store()
+        if _resumes_failed_run(context.run):
+            kept = kept_on_resume(context.instance, experiment, fingerprint, keys, store, warehouse)
+            keys = [k for k in keys if k not in kept]
+            progress.total = len(keys)
+            context.log.info(
+                f"resuming a failed run: {len(kept)} partitions it committed are kept, "
+                f"{len(keys)} to extract"
+            )
+        recorder = CheckpointRecorder(context, experiment, fingerprint, keys)
+        failures: dict[str, str] = {}  # bounded: one cause per partition of this step
         with (
             step_pool(store, kind, extraction_policy.workers, len(keys)) as pool,
             warehouse.partition_writer() as writer,

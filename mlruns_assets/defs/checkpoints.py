@@ -26,8 +26,10 @@ from mlruns_assets.pipeline.checkpoint import (
 )
 from mlruns_assets.runtime.settings import Kind
 from mlruns_assets.source.partition_keys import keys_by_run_id, run_id_of
-from mlruns_assets.source.tracking import ExperimentRef, run_version
+from mlruns_assets.source.tracking import ExperimentRef, TrackingStore, run_version
 from mlruns_assets.warehouse.catalog import assets_for_kind
+from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
+from mlruns_assets.warehouse.identity import committed_run_ids, open_database_id
 
 CODE_VERSION_TAG = "dagster/code_version"
 DATA_VERSION_TAG = "dagster/data_version"
@@ -225,6 +227,36 @@ def partition_states(
             if key not in worst or worst[key].state == State.DONE:
                 worst[key] = state
     return [worst[key] for key in keys]
+
+
+def kept_on_resume(
+    instance: dg.DagsterInstance,
+    experiment: ExperimentRef,
+    fingerprint: SettingsFingerprint,
+    keys: list[str],
+    store: TrackingStore,
+    warehouse: DuckDBWarehouse,
+) -> set[str]:
+    """Of a resumed run's partitions (a retry from failure), those the failed attempt already
+    committed: done in this database by the rule ``extract`` applies (recorded here, rows
+    present, same run version and settings), so they are not extracted again."""
+    database_id = open_database_id(warehouse, create=False)
+    if database_id is None:
+        return set()
+    with warehouse.get_connection(read_only=True) as conn:
+        committed = committed_run_ids(conn, experiment.slug)
+    runs = store.runs_by_id(experiment.experiment_id, [run_id_of(k) for k in keys])
+    versions = {k: run_version(runs[run_id_of(k)]) for k in keys if run_id_of(k) in runs}
+    states = partition_states(
+        instance,
+        experiment,
+        fingerprint,
+        keys=keys,
+        database_id=database_id,
+        committed=committed,
+        versions=versions,
+    )
+    return {s.key for s in states if s.state == State.DONE}
 
 
 def forget_partitions(

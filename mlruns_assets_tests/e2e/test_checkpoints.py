@@ -19,6 +19,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlruns_assets.defs.checkpoints import report_changed_versions, source_asset_key
+from mlruns_assets.defs.partitions import range_tags
+from mlruns_assets.defs.project import build_definitions
 from mlruns_assets.demo.store import DemoStore, write_demo_store
 from mlruns_assets.runtime.instance import default_dagster_home, open_instance
 from mlruns_assets.runtime.settings import Settings
@@ -360,3 +362,34 @@ def test_an_interrupted_dagster_run_keeps_what_it_committed(tmp_path: Path) -> N
     rows = rows_by_table(database)
     assert set(rows["classification.runs"]) == committed
     assert set(rows["classification.predictions"]) == committed
+
+
+def test_a_resumed_run_extracts_only_what_the_failed_attempt_did_not_commit(
+    demo: DemoStore, tmp_path: Path
+) -> None:
+    database = tmp_path / "r.duckdb"
+    config = Settings(demo.tracking_uri, str(database), experiments=("Classification",))
+    job = build_definitions(config).resolve_job_def("classification_extraction_job")
+    ids = demo.good_run_ids
+    resumed = {**range_tags(ids), "dagster/is_resume_retry": "true"}  # as Dagster tags a retry
+
+    def materialized(tags: dict[str, str]) -> set[str]:
+        result = job.execute_in_process(instance=instance, tags=tags)
+        assert result.success
+        return {str(e.partition) for e in result.get_asset_materialization_events()}
+
+    with open_instance(tmp_path / "home") as instance:
+        instance.add_dynamic_partitions("classification_runs", ids)
+        assert materialized(range_tags(ids[:2])) == set(ids[:2])  # the attempt that "failed"
+        assert materialized(resumed) == {ids[2]}
+        # Rows gone from the database are never vouched for: the resumed run extracts them.
+        with duckdb.connect(str(database)) as conn:
+            for (table,) in conn.execute(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = "
+                "'classification' AND column_name = 'run_id'"
+            ).fetchall():
+                conn.execute(f'DELETE FROM classification."{table}" WHERE run_id = ?', [ids[0]])
+        assert materialized(resumed) == {ids[0]}
+        assert materialized(resumed) == set()
+        assert materialized(range_tags(ids)) == set(ids)  # re-executing everything: everything
+    assert rows_by_table(database)["classification.runs"] == {run_id: 1 for run_id in ids}

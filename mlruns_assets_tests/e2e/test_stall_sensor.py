@@ -258,6 +258,9 @@ def test_daemon_fails_a_hung_run_kills_its_worker_and_keeps_the_other_partitions
         entries = [r.event_log_entry for r in instance.get_records_for_run(retried.run_id).records]
         (failure,) = [e for e in entries if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE]
         assert f"stalled in partition {hung_key}:" in failure.message
+        # The retry resumed from the failure: it kept what the failed run had committed.
+        kept = f"{len(others)} partitions it committed are kept, 1 to extract"
+        assert any(kept in (e.user_message or "") for e in entries), kept
         _wait_for(
             "the frozen worker to be gone",
             lambda: (
