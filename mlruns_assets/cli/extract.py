@@ -25,6 +25,7 @@ from mlruns_assets.cli.figures_refresh import refresh_leaderboards
 from mlruns_assets.cli.options import setting_option, settings_from, store_options
 from mlruns_assets.cli.preflight import preflight
 from mlruns_assets.cli.progress_bar import ProgressBar
+from mlruns_assets.defs.checkpoints import materialized_in_run
 from mlruns_assets.defs.leaderboard import leaderboard_job_name
 from mlruns_assets.defs.partitions import (
     extraction_job_name,
@@ -73,7 +74,7 @@ def _execute(
                 run_config=QUIET_LOGGERS,
                 raise_on_error=False,
             )
-            done = _materialized_in_run(instance, result.run_id, assets)
+            done = materialized_in_run(instance, result.run_id, assets)
             for key in keys:
                 if key in done:
                     summary.materialized.append(key)
@@ -83,21 +84,6 @@ def _execute(
                     summary.failed[key] = (
                         f"run {key}: the run failed before this partition committed"
                     )
-
-
-def _materialized_in_run(
-    instance: dg.DagsterInstance, run_id: str, assets: list[dg.AssetKey]
-) -> set[str]:
-    """Partitions materialized by the run in every one of the experiment's assets."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    by_asset: dict[dg.AssetKey, set[str]] = {a: set() for a in assets}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        if event is not None and event.asset_key in by_asset and event.partition:
-            by_asset[event.asset_key].add(event.partition)  # bounded: one run's partitions
-    return set.intersection(*by_asset.values()) if by_asset else set()
 
 
 def run_extract(

@@ -23,7 +23,6 @@ from mlruns_assets.defs.checkpoints import (
 )
 from mlruns_assets.defs.checks import evaluate_checks, table_check_specs
 from mlruns_assets.defs.partitions import (
-    ASSET_RESUME_RETRY_TAG,
     EXTRACTION_POOL,
     extraction_job_name,
     run_partitions,
@@ -124,12 +123,6 @@ class CheckpointRecorder:
         return materializations(self.experiment.slug, assets, done, record, tags)
 
 
-def _resumes_failed_run(run: dg.DagsterRun) -> bool:
-    """A retry from the point of failure (Dagster's run retries, the UI's "Re-execute from
-    failure"), not a re-execution of everything, which extracts every partition again."""
-    return run.is_resume_retry or run.tags.get(ASSET_RESUME_RETRY_TAG) == "true"
-
-
 def _failing_on_low_disk(outcomes: Iterator[PartitionOutcome]) -> Iterator[PartitionOutcome]:
     try:
         yield from outcomes
@@ -193,8 +186,17 @@ def build_extraction_asset(
         # loaded now), which the definitions' code version shows when nothing has changed.
         fingerprint = settings_fingerprint(kind, settings.subject_map)
         store = mlflow_tracking.store()
-        if _resumes_failed_run(context.run):
-            kept = kept_on_resume(context.instance, experiment, fingerprint, keys, store, warehouse)
+        if context.run.is_resume_retry:  # run retries, the UI's "Re-execute from failure"
+            kept = kept_on_resume(
+                context.instance,
+                experiment,
+                fingerprint,
+                keys,
+                run=context.run,
+                store=store,
+                warehouse=warehouse,
+                on_wait=lambda s: progress.heartbeat(f"waiting {s:.0f} s for the database lock"),
+            )
             keys = [k for k in keys if k not in kept]
             progress.total = len(keys)
             context.log.info(

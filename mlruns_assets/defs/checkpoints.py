@@ -9,7 +9,7 @@ reported from inside a step do not get them from Dagster, so the step writes the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
@@ -29,11 +29,12 @@ from mlruns_assets.source.partition_keys import keys_by_run_id, run_id_of
 from mlruns_assets.source.tracking import ExperimentRef, TrackingStore, run_version
 from mlruns_assets.warehouse.catalog import assets_for_kind
 from mlruns_assets.warehouse.duckdb_writer import DuckDBWarehouse
-from mlruns_assets.warehouse.identity import committed_run_ids, open_database_id
+from mlruns_assets.warehouse.identity import committed_run_ids, read_database_id
 
 CODE_VERSION_TAG = "dagster/code_version"
 DATA_VERSION_TAG = "dagster/data_version"
 _USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
+ROOT_RUN_TAG = "dagster/root_run_id"
 _PAGE = 1000
 
 
@@ -60,6 +61,8 @@ def latest_records(
     query for the latest storage id per partition, then those events only, a page at a time.
     Reading every event instead grows with the history (re-extractions, re-keyed partitions)."""
     wanted = set(keys) if keys is not None else None
+    if wanted is not None and not wanted:
+        return []  # an empty filter would read every partition's latest event
     # A few keys (a step's new partition) are asked of the query itself, so the per-partition
     # path stays one small query; many are filtered here (a bound parameter per key would
     # overrun SQLite's limit on large experiments).
@@ -229,29 +232,61 @@ def partition_states(
     return [worst[key] for key in keys]
 
 
+def materialized_in_run(
+    instance: dg.DagsterInstance, run_id: str, assets: list[dg.AssetKey]
+) -> set[str]:
+    """Partitions materialized by the run in every one of the experiment's assets."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    by_asset: dict[dg.AssetKey, set[str]] = {a: set() for a in assets}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.asset_key in by_asset and event.partition:
+            by_asset[event.asset_key].add(event.partition)  # bounded: one run's partitions
+    return set.intersection(*by_asset.values()) if by_asset else set()
+
+
 def kept_on_resume(
     instance: dg.DagsterInstance,
     experiment: ExperimentRef,
     fingerprint: SettingsFingerprint,
     keys: list[str],
+    *,
+    run: dg.DagsterRun,
     store: TrackingStore,
     warehouse: DuckDBWarehouse,
+    on_wait: Callable[[float], None] | None = None,
 ) -> set[str]:
-    """Of a resumed run's partitions (a retry from failure), those the failed attempt already
-    committed: done in this database by the rule ``extract`` applies (recorded here, rows
-    present, same run version and settings), so they are not extracted again."""
-    database_id = open_database_id(warehouse, create=False)
+    """Of ``run``, resumed from its failure, the partitions an earlier attempt (a run of its
+    group) committed and that are still done by the rule ``extract`` applies (recorded
+    against this database, rows present, same run version and settings): not extracted again.
+    Partitions done before the failed attempt are not kept: that attempt was to redo them."""
+    # Dagster finds a run group through this tag (its run storage says so).
+    try:
+        group = instance.get_run_group(run.tags.get(ROOT_RUN_TAG) or run.root_run_id or run.run_id)
+    except dg.DagsterRunNotFoundError:  # the first attempt deleted: keep nothing, redo all
+        group = None
+    assets = [dg.AssetKey([experiment.slug, a.name]) for a in assets_for_kind(fingerprint.kind)]
+    earlier: set[str] = set()  # bounded: partitions of one run group's ranges
+    for attempt in group[1] if group else []:
+        if attempt.run_id != run.run_id:
+            earlier |= materialized_in_run(instance, attempt.run_id, assets)
+    candidates = [k for k in keys if k in earlier]
+    if not candidates or not warehouse.exists():
+        return set()
+    with warehouse.get_connection(read_only=True, on_wait=on_wait) as conn:
+        database_id = read_database_id(conn)
+        committed = committed_run_ids(conn, experiment.slug)
     if database_id is None:
         return set()
-    with warehouse.get_connection(read_only=True) as conn:
-        committed = committed_run_ids(conn, experiment.slug)
-    runs = store.runs_by_id(experiment.experiment_id, [run_id_of(k) for k in keys])
-    versions = {k: run_version(runs[run_id_of(k)]) for k in keys if run_id_of(k) in runs}
+    runs = store.runs_by_id(experiment.experiment_id, [run_id_of(k) for k in candidates])
+    versions = {k: run_version(runs[run_id_of(k)]) for k in candidates if run_id_of(k) in runs}
     states = partition_states(
         instance,
         experiment,
         fingerprint,
-        keys=keys,
+        keys=candidates,
         database_id=database_id,
         committed=committed,
         versions=versions,

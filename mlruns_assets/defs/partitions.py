@@ -19,9 +19,6 @@ EXTRACTION_POOL = "extraction"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-# Set by Dagster on a re-execution from an asset failure (``DagsterRun.is_resume_retry`` covers
-# the re-execution from a step failure, which run retries use).
-ASSET_RESUME_RETRY_TAG = "dagster/is_asset_resume_retry"
 
 
 def partitions_def_name(experiment: ExperimentRef) -> str:

@@ -371,25 +371,37 @@ def test_a_resumed_run_extracts_only_what_the_failed_attempt_did_not_commit(
     config = Settings(demo.tracking_uri, str(database), experiments=("Classification",))
     job = build_definitions(config).resolve_job_def("classification_extraction_job")
     ids = demo.good_run_ids
-    resumed = {**range_tags(ids), "dagster/is_resume_retry": "true"}  # as Dagster tags a retry
 
-    def materialized(tags: dict[str, str]) -> set[str]:
+    def run(keys: list[str], resumes: str | None = None, root: str | None = None) -> set[str]:
+        """The partitions a run of ``keys`` materializes; ``resumes``: tagged as Dagster tags
+        a retry from failure of that run (of group ``root``)."""
+        tags = range_tags(keys)
+        if resumes:
+            tags |= {"dagster/is_resume_retry": "true", "dagster/parent_run_id": resumes}
+            tags["dagster/root_run_id"] = root or resumes
         result = job.execute_in_process(instance=instance, tags=tags)
         assert result.success
+        runs.append(result.run_id)
         return {str(e.partition) for e in result.get_asset_materialization_events()}
 
+    runs: list[str] = []
     with open_instance(tmp_path / "home") as instance:
         instance.add_dynamic_partitions("classification_runs", ids)
-        assert materialized(range_tags(ids[:2])) == set(ids[:2])  # the attempt that "failed"
-        assert materialized(resumed) == {ids[2]}
-        # Rows gone from the database are never vouched for: the resumed run extracts them.
+        assert run(ids[:1]) == {ids[0]}  # done before the attempt that "failed"
+        attempt = ids[1:2]
+        assert run(attempt) == {ids[1]}  # the failed attempt at ids, which committed ids[1]
+        first = runs[-1]
+        # Kept: what the attempt committed. Not kept: ids[0], done before it (the attempt was
+        # asked to redo it) and ids[2], never done.
+        assert run(ids, resumes=first) == {ids[0], ids[2]}
+        # Rows gone from the database are never vouched for: the next resume extracts them.
         with duckdb.connect(str(database)) as conn:
             for (table,) in conn.execute(
                 "SELECT table_name FROM information_schema.columns WHERE table_schema = "
                 "'classification' AND column_name = 'run_id'"
             ).fetchall():
-                conn.execute(f'DELETE FROM classification."{table}" WHERE run_id = ?', [ids[0]])
-        assert materialized(resumed) == {ids[0]}
-        assert materialized(resumed) == set()
-        assert materialized(range_tags(ids)) == set(ids)  # re-executing everything: everything
+                conn.execute(f'DELETE FROM classification."{table}" WHERE run_id = ?', [ids[1]])
+        assert run(ids, resumes=runs[-1], root=first) == {ids[1]}
+        assert run(ids, resumes=runs[-1], root=first) == set()
+        assert run(ids) == set(ids)  # re-executing everything: everything
     assert rows_by_table(database)["classification.runs"] == {run_id: 1 for run_id in ids}
