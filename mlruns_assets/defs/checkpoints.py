@@ -247,6 +247,16 @@ def materialized_in_run(
     return set.intersection(*by_asset.values()) if by_asset else set()
 
 
+def earlier_attempts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """The other runs of ``run``'s run group (its earlier attempts, when it is a retry)."""
+    # Dagster finds a run group through this tag (its run storage says so).
+    try:
+        group = instance.get_run_group(run.tags.get(ROOT_RUN_TAG) or run.root_run_id or run.run_id)
+    except dg.DagsterRunNotFoundError:  # the first attempt deleted: nothing to go by
+        return []
+    return [r.run_id for r in group[1] if r.run_id != run.run_id] if group else []
+
+
 def kept_on_resume(
     instance: dg.DagsterInstance,
     experiment: ExperimentRef,
@@ -262,16 +272,10 @@ def kept_on_resume(
     group) committed and that are still done by the rule ``extract`` applies (recorded
     against this database, rows present, same run version and settings): not extracted again.
     Partitions done before the failed attempt are not kept: that attempt was to redo them."""
-    # Dagster finds a run group through this tag (its run storage says so).
-    try:
-        group = instance.get_run_group(run.tags.get(ROOT_RUN_TAG) or run.root_run_id or run.run_id)
-    except dg.DagsterRunNotFoundError:  # the first attempt deleted: keep nothing, redo all
-        group = None
     assets = [dg.AssetKey([experiment.slug, a.name]) for a in assets_for_kind(fingerprint.kind)]
     earlier: set[str] = set()  # bounded: partitions of one run group's ranges
-    for attempt in group[1] if group else []:
-        if attempt.run_id != run.run_id:
-            earlier |= materialized_in_run(instance, attempt.run_id, assets)
+    for attempt in earlier_attempts(instance, run):
+        earlier |= materialized_in_run(instance, attempt, assets)
     candidates = [k for k in keys if k in earlier]
     if not candidates or not warehouse.exists():
         return set()

@@ -33,6 +33,7 @@ from functools import partial
 import dagster as dg
 import psutil
 
+from mlruns_assets.defs.checkpoints import earlier_attempts
 from mlruns_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.worker import (
@@ -225,8 +226,17 @@ def last_progress_line(instance: dg.DagsterInstance, run_id: str) -> tuple[str, 
     return None
 
 
-def committed_partitions(instance: dg.DagsterInstance, run_id: str) -> set[str]:
-    """Partitions the run has materialized (each is recorded as its transaction commits)."""
+def committed_partitions(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
+    """Partitions the run has materialized (each is recorded as its transaction commits); a run
+    resumed from its failure also has those its earlier attempts committed (it keeps them)."""
+    committed = _materialized_by(instance, run.run_id)
+    if run.is_resume_retry:
+        for attempt in earlier_attempts(instance, run):
+            committed |= _materialized_by(instance, attempt)  # bounded: one run group's ranges
+    return committed
+
+
+def _materialized_by(instance: dg.DagsterInstance, run_id: str) -> set[str]:
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
@@ -288,7 +298,7 @@ def describe_stall(
 ) -> str:
     ordered = instance.get_dynamic_partitions(partitions_def_name) if partitions_def_name else []
     keys = run_partition_keys(run.tags, ordered)
-    committed = committed_partitions(instance, run.run_id)
+    committed = committed_partitions(instance, run)
     pending = pending_partitions(keys, committed)
     progress = last_progress_line(instance, run.run_id)
     at = time.time() if now is None else now
