@@ -88,9 +88,13 @@ def sqlite_header(path: Path) -> bytes:
         return fh.read(100)
 
 
+# The first bytes of every SQLite database file.
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def is_sqlite_file(path: Path) -> bool:
     """Whether the file starts with SQLite's header string."""
-    return sqlite_header(path).startswith(b"SQLite format 3\x00")
+    return sqlite_header(path).startswith(SQLITE_MAGIC)
 
 
 def sqlite_is_wal(path: Path) -> bool:
@@ -127,7 +131,7 @@ def sqlite_schema_revision(path: Path) -> str:
     header = sqlite_header(path)
     if not header:
         raise TrackingStoreError(f"tracking store {path} is an empty file, not an MLflow store")
-    if not is_sqlite_file(path):
+    if not header.startswith(SQLITE_MAGIC):  # the header just read, not the file again
         raise TrackingStoreError(f"tracking store {path} is not an SQLite database")
     try:
         rows = _sqlite_rows(path, "SELECT version_num FROM alembic_version")
