@@ -273,6 +273,18 @@ def evaluate_levers(report: dict[str, Any]) -> list[dict[str, Any]]:
                 load,
                 f"{cp['partitions']} partitions, {cp['materialization_events']} events",
             )
+        assets = lv.get("assets")
+        if assets:
+            row(
+                "assets per experiment: one vs two (today's runs + stratos), a Dagster run of "
+                "events only (planned + materialized)",
+                assets["one_asset_ms"],
+                assets["two_assets_ms"],
+                "ms/partition",
+                load,
+                f"{assets['partitions_per_run']} partitions a run; two kept (one would rename "
+                "every asset key, and so drop every partition's status)",
+            )
     return rows
 
 

@@ -18,6 +18,11 @@ on the shared machine hits both alike; each figure is the median per run (or per
                     partition's latest materialization recorded: the latest storage id per
                     partition, then those events (``defs.checkpoints.recorded_partitions``) vs
                     every materialization event of the asset, newest first (the earlier way)
+  assets            one Dagster run over ``--asset-partitions`` partitions of a multi-asset of
+                    one asset vs of two (the extraction's ``runs`` and ``stratos``), on this
+                    project's instance storage in a scratch home; the step does nothing but
+                    yield each partition's materializations, so the difference is what a second
+                    asset per experiment costs a partition in events (planned + materialized)
 Prints one JSON line.
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +41,7 @@ from typing import Any
 import dagster as dg
 
 from mlruns_assets.defs.checkpoints import recorded_partitions
+from mlruns_assets.defs.partitions import range_tags
 from mlruns_assets.runtime.guardrails import MemoryGuard
 from mlruns_assets.runtime.instance import open_instance
 from mlruns_assets.runtime.settings import Kind
@@ -91,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--dagster-home", type=Path, help="the instance that extracted --db")
+    parser.add_argument("--asset-partitions", type=int, default=100)
     args = parser.parse_args(argv)
     store = TrackingStore(args.tracking_uri)
     (experiment,) = store.experiments([args.experiment])
@@ -216,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wconn.close()
     if args.dagster_home:
         out["checkpoint_read"] = _checkpoint_read(args.dagster_home, slug, args.repeats)
+    if args.asset_partitions:
+        out["assets"] = _assets_per_experiment(args.workdir / "assets_home", args.asset_partitions)
     print(json.dumps(out))
     return 0
 
@@ -234,6 +244,54 @@ def _every_event(instance: Any, asset_key: Any) -> dict[str, Any]:
         if not page.has_more:
             return found
         cursor = page.cursor
+
+
+def _events_only_asset(names: Sequence[str], partitions: Any) -> dg.AssetsDefinition:
+    """A multi-asset like the extraction's, whose step only yields each partition's
+    materializations (with metadata of the extraction's size)."""
+    key = "_".join(names)
+
+    @dg.multi_asset(
+        name=f"events_{key}",
+        specs=[dg.AssetSpec([key, n], partitions_def=partitions, skippable=True) for n in names],
+        partitions_def=partitions,
+        can_subset=False,
+    )
+    def events(context):  # type: ignore[no-untyped-def]  # (Dagster reads the annotation)
+        for partition in context.partition_keys:
+            for n in names:
+                yield dg.AssetMaterialization(
+                    asset_key=[key, n],
+                    partition=partition,
+                    metadata={f"rows/table_{i}": dg.MetadataValue.int(i) for i in range(12)},
+                )
+
+    return events
+
+
+def _assets_per_experiment(home: Path, partitions: int, rounds: int = 6) -> dict[str, Any]:
+    """Runs over the same ``partitions`` partitions, one asset vs two, alternating."""
+    if home.exists():
+        shutil.rmtree(home)
+    parts = dg.DynamicPartitionsDefinition(name="runs")
+    keys = [f"run{i:05d}" for i in range(partitions)]
+    one = _events_only_asset(["run_tables"], parts)
+    two = _events_only_asset(["runs", "stratos"], parts)
+    tags = range_tags(keys)
+    with open_instance(home) as instance:
+        instance.add_dynamic_partitions("runs", keys)
+
+        def run(asset: dg.AssetsDefinition) -> Callable[[], None]:
+            def go() -> None:
+                result = dg.materialize([asset], instance=instance, tags=tags)
+                assert result.success
+                materialized = result.get_asset_materialization_events()
+                assert len(materialized) == partitions * len(asset.keys), "events missing"
+
+            return go
+
+        result = _pair("one_asset", run(one), "two_assets", run(two), partitions, rounds)
+    return {**result, "partitions_per_run": partitions}
 
 
 def _checkpoint_read(home: Path, slug: str, repeats: int) -> dict[str, Any]:
