@@ -44,7 +44,7 @@ from mlruns_assets.defs.checkpoints import recorded_partitions
 from mlruns_assets.defs.partitions import range_tags
 from mlruns_assets.runtime.guardrails import MemoryGuard
 from mlruns_assets.runtime.instance import open_instance
-from mlruns_assets.runtime.settings import Kind
+from mlruns_assets.runtime.settings import Kind, Settings
 from mlruns_assets.source.artifacts import METRICS_FOLDER, load_metrics_artifact
 from mlruns_assets.source.tracking import TrackingStore, exclusion_reason
 from mlruns_assets.transform.run_record import metric_history_table, runs_table
@@ -98,7 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--dagster-home", type=Path, help="the instance that extracted --db")
-    parser.add_argument("--asset-partitions", type=int, default=100)
+    parser.add_argument(
+        "--asset-partitions",
+        type=int,
+        default=Settings.__dataclass_fields__["partitions_per_run"].default,
+        help="partitions per run of the assets lever (default: the partitions_per_run setting)",
+    )
     args = parser.parse_args(argv)
     store = TrackingStore(args.tracking_uri)
     (experiment,) = store.experiments([args.experiment])
