@@ -232,19 +232,25 @@ def partition_states(
     return [worst[key] for key in keys]
 
 
+def partitions_by_asset(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, set[str]]:
+    """The partitions the run materialized, per asset."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    by_asset: dict[dg.AssetKey, set[str]] = {}  # bounded: one run's assets and partitions
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.asset_key is not None and event.partition:
+            by_asset.setdefault(event.asset_key, set()).add(event.partition)
+    return by_asset
+
+
 def materialized_in_run(
     instance: dg.DagsterInstance, run_id: str, assets: list[dg.AssetKey]
 ) -> set[str]:
     """Partitions materialized by the run in every one of the experiment's assets."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    by_asset: dict[dg.AssetKey, set[str]] = {a: set() for a in assets}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        if event is not None and event.asset_key in by_asset and event.partition:
-            by_asset[event.asset_key].add(event.partition)  # bounded: one run's partitions
-    return set.intersection(*by_asset.values()) if by_asset else set()
+    by_asset = partitions_by_asset(instance, run_id)
+    return set.intersection(*(by_asset.get(a, set()) for a in assets)) if assets else set()
 
 
 def earlier_attempts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:

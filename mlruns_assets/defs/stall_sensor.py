@@ -33,7 +33,7 @@ from functools import partial
 import dagster as dg
 import psutil
 
-from mlruns_assets.defs.checkpoints import earlier_attempts
+from mlruns_assets.defs.checkpoints import earlier_attempts, partitions_by_asset
 from mlruns_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 from mlruns_assets.runtime.progress import PROGRESS_PREFIX
 from mlruns_assets.runtime.worker import (
@@ -237,14 +237,8 @@ def committed_partitions(instance: dg.DagsterInstance, run: dg.DagsterRun) -> se
 
 
 def _materialized_by(instance: dg.DagsterInstance, run_id: str) -> set[str]:
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    return {
-        r.event_log_entry.dagster_event.partition
-        for r in records
-        if r.event_log_entry.dagster_event is not None and r.event_log_entry.dagster_event.partition
-    }
+    """Partitions the run materialized in any asset (one being recorded counts already)."""
+    return set().union(*partitions_by_asset(instance, run_id).values())
 
 
 def started_runs(instance: dg.DagsterInstance, job_names: Iterable[str]) -> list[dg.RunRecord]:
