@@ -33,7 +33,7 @@ from mlflow.entities import Run
 from mlruns_assets.pipeline import extraction_worker
 from mlruns_assets.pipeline.run_extraction import ExtractionSettings, RunExtraction, extract_run
 from mlruns_assets.runtime.errors import ExtractionError
-from mlruns_assets.runtime.guardrails import reset_peak_rss
+from mlruns_assets.runtime.guardrails import peak_rss, reset_peak_rss
 from mlruns_assets.runtime.progress import ExtractionProgress
 from mlruns_assets.runtime.settings import MIN_PARTITIONS_FOR_WORKERS, Kind
 from mlruns_assets.source.partition_keys import run_id_of
@@ -225,6 +225,20 @@ def _bulk_histories(
         return {}
 
 
+def _extracted_here(
+    store: TrackingStore, run: Run, settings: ExtractionSettings, history: MetricPoints | None
+) -> Future[tuple[RunExtraction, int]]:
+    """The run extracted in this thread, as a finished future: it waits in line behind the
+    work the broken pool held, so partitions still come out in order."""
+    done: Future[tuple[RunExtraction, int]] = Future()
+    reset_peak_rss()
+    try:
+        done.set_result((extract_run(store, run, settings, history), peak_rss()))
+    except Exception as exc:  # fails this partition only, when its turn comes
+        done.set_exception(exc)
+    return done
+
+
 def extracted_in_order(
     store: TrackingStore,
     experiment: ExperimentRef,
@@ -277,9 +291,16 @@ def extracted_in_order(
                         result = exc
                     yield ExtractedRun(key, run, started, result)
                     continue
-                handed: Future[tuple[RunExtraction, int]] | Exception = (
-                    pool.submit(run, settings, history) if run else missing()
-                )
+                handed: Future[tuple[RunExtraction, int]] | Exception
+                if run is None:
+                    handed = missing()
+                else:
+                    try:
+                        handed = pool.submit(run, settings, history)
+                    except BrokenProcessPool:  # a worker died since the last result was taken
+                        shutdown_shared_pool()
+                        pool = None
+                        handed = _extracted_here(store, run, settings, history)
                 pending.append((key, run, started, handed))  # bounded: pool.in_flight
             if not pending or should_stop():
                 return

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +177,29 @@ def test_a_killed_worker_fails_the_runs_it_held_and_the_rest_go_on(
     assert died and all("worker process died" in str(i.result) for i in died)
     # Those handed out after the pool broke were extracted in this process.
     assert not isinstance(results[-1].result, Exception)
+
+
+def test_a_pool_broken_before_a_run_is_handed_out_extracts_the_runs_here(
+    bad_store_extracted: Extracted[BadDemoStore],
+) -> None:
+    store, experiment, settings, _ = _setup(bad_store_extracted.store)
+    keys = bad_store_extracted.store.good_run_ids
+    progress = ExtractionProgress(total=len(keys), emit=lambda _line: None)
+    doomed = ExtractionPool(store.client.tracking_uri, workers=2)
+    try:
+        _wait_ready(doomed)
+        os.kill(next(iter(doomed._executor._processes)), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not doomed._executor._broken:  # what a submit would now raise on
+            assert time.monotonic() < deadline, "the pool never noticed its dead worker"
+            time.sleep(0.05)
+        results = list(
+            extracted_in_order(store, experiment, keys, settings, progress, doomed, lambda: False)
+        )
+    finally:
+        doomed.shutdown()
+    assert [i.key for i in results] == keys
+    assert not [i.result for i in results if isinstance(i.result, Exception)]
 
 
 def test_workers_read_local_runs_without_importing_mlflow_or_dagster(
